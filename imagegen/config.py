@@ -1,0 +1,313 @@
+"""Typed run configuration: nested dataclasses, strict YAML loading, dotted overrides.
+
+Owns the schema of every `configs/*.yaml` file. No torch import here: loading a config must be
+instant and must fail on a misspelt key before any model is built.
+
+    cfg = load_config("configs/shapes-cpu.yaml", overrides=["train.lr=1e-4"])
+    save_config(cfg, run_dir / "config.yaml")
+
+A section may name a `preset` (see `imagegen/presets.py`); its fields are filled from the preset
+table first, then the keys written beside it override them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not match the schema."""
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataConfig:
+    kind: str = "shapes"  # "shapes" (rendered on the fly) | "folder" (captioned image folder)
+    resolution: int = 32  # square side in pixels of the images the stage trains on
+    seed: int = 0  # shapes: scene i of seed s is always the same scene
+    length: int = 20_000  # shapes: samples per epoch (indices 0..length-1)
+    scene_kinds: list[str] = field(default_factory=lambda: ["single", "counting", "relation", "list"])
+    scene_weights: list[float] = field(default_factory=lambda: [0.4, 0.2, 0.2, 0.2])
+    exclude: list[list[str]] = field(default_factory=list)  # (color, shape) pairs never rendered
+    path: str = ""  # folder: root holding images + metadata.jsonl / captions.csv / .txt sidecars
+    background: str = "white"  # folder: colour RGBA images are composited on (name or #rrggbb)
+    hflip: bool = False  # random horizontal flips; off because they break "to the left of"
+    num_workers: int = 0  # DataLoader worker processes
+
+
+@dataclass
+class TextConfig:
+    encoder: str = "minilm"  # "minilm" (bundled, default) | "t5" | "clip"
+    name_or_path: str = ""  # HF name or local folder; "" = the bundled MiniLM folder
+    max_length: int = 32  # tokens kept per prompt (longer prompts are truncated, with a warning)
+    cache_dir: str = "runs/text-cache"  # embedding cache root (safetensors shards)
+    cache_dtype: str = "float16"  # dtype of cached token embeddings: "float16" | "float32"
+    batch_size: int = 256  # prompts per encoder forward when filling the cache
+
+
+@dataclass
+class UNetConfig:
+    preset: str = ""  # name in presets.UNET_PRESETS; fields below override it
+    image_size: int = 32  # side of x_t the model is built for (self-attention levels depend on it)
+    in_channels: int = 3
+    out_channels: int = 3
+    channels: list[int] = field(default_factory=lambda: [64, 128])  # per level
+    num_res_blocks: list[int] = field(default_factory=lambda: [1, 2])  # per level (more at low res)
+    self_attn: list[bool] = field(default_factory=lambda: [False, True])  # per level
+    cross_attn: list[bool] = field(default_factory=lambda: [False, True])  # per level
+    head_dim: int = 32  # attention head width
+    text_dim: int = 384  # width of the text encoder's token embeddings (checked at build time)
+    cond_dim: int = 256  # width of time / pooled-text embeddings and projected text tokens
+    dropout: float = 0.0
+    lowres_cond: bool = False  # super-resolution stage: concat upsampled low-res image + aug level
+
+
+@dataclass
+class DiffusionConfig:
+    schedule: str = "cosine"  # "cosine" (squaredcos_cap_v2) | "linear"
+    num_timesteps: int = 1000
+    prediction: str = "v"  # network target: "eps" | "v" | "x0"
+    loss_weighting: str = "min_snr"  # "none" | "min_snr"
+    min_snr_gamma: float = 5.0
+    cond_drop_prob: float = 0.1  # probability a caption is replaced by the null prompt ""
+
+
+@dataclass
+class SampleConfig:
+    sampler: str = "dpmpp_2m"  # "ddpm" | "ddim" | "dpmpp_2m" | "unipc"
+    num_steps: int = 25
+    guidance_scale: float = 5.0
+    thresholding: str = "dynamic"  # "dynamic" | "static" | "none"
+    threshold_percentile: float = 0.995
+    aug_level: float = 0.2  # super-resolution: noise level of the low-res input at sampling time
+
+
+@dataclass
+class NoiseAugConfig:
+    max_level: float = 0.5  # training: low-res input noised at a level ~ U(0, max_level)
+    enabled: bool = True
+    random_crop: int = 0  # >0: train on random crops of this side (last SR stage, Imagen §B)
+
+
+@dataclass
+class GANConfig:
+    preset: str = ""  # name in presets.GAN_PRESETS
+    z_dim: int = 100
+    gen_channels: list[int] = field(default_factory=lambda: [256, 256, 128, 64])
+    disc_channels: list[int] = field(default_factory=lambda: [64, 128, 256, 256])
+    loss: str = "hinge"  # "hinge" | "nonsaturating" (the documents' objective)
+    mismatch_weight: float = 1.0  # weight of (real image, wrong caption) negatives for D
+    ma_gp_weight: float = 2.0  # DF-GAN MA-GP: weight * mean(||grad_(x, text) D||^power)
+    ma_gp_power: float = 6.0
+    r1_weight: float = 0.0
+    diffaugment: str = ""  # e.g. "color,translation,cutout"
+    lr_g: float = 1e-4
+    lr_d: float = 4e-4
+    betas: list[float] = field(default_factory=lambda: [0.0, 0.9])
+    ema_decay: float = 0.999
+    truncation: float = 1.0  # sampling: z clipped to [-truncation, truncation] when < 1... see gan
+
+
+@dataclass
+class TrainConfig:
+    objective: str = "diffusion"  # "diffusion" | "gan"
+    batch_size: int = 32  # per process
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    lr_schedule: str = "cosine"  # "cosine" | "constant" (after warm-up)
+    max_steps: int = 1000
+    max_minutes: float = 0.0  # wall-clock stop; 0 = none
+    grad_accum_steps: int = 1
+    grad_clip: float = 1.0
+    mixed_precision: str = "no"  # "no" | "bf16" | "fp16"
+    ema_max_decay: float = 0.999
+    ema_inv_gamma: float = 1.0
+    ema_power: float = 0.75
+    checkpoint_every: int = 500
+    keep_last: int = 2
+    sample_every: int = 500
+    log_every: int = 10
+    max_bad_steps: int = 10  # consecutive NaN/inf losses before the run stops
+    seed: int = 0
+    output_dir: str = "runs"
+    run_name: str = ""  # "" = <config name>-<timestamp>
+    sample_prompts: list[str] = field(
+        default_factory=lambda: [
+            "a red circle",
+            "a blue square",
+            "a green triangle",
+            "a yellow star",
+            "a purple diamond",
+            "an orange cross",
+            "a red circle above a blue square",
+            "three pink circles",
+        ]
+    )
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    stage: str = "base32"  # base32 | sr64 | sr128 | base64 | sr256 | sr1024
+    data: DataConfig = field(default_factory=DataConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    model: UNetConfig = field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    noise_aug: NoiseAugConfig = field(default_factory=NoiseAugConfig)
+    gan: GANConfig = field(default_factory=GANConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# --------------------------------------------------------------------------------------------
+# Strict construction from plain data
+# --------------------------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against the annotation `tp`, converting int->float; raise ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} is not a {_type_name(tp)}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{where}: expected null, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return _build(tp, value, where)
+    if origin is list:
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-4" as a string
+            return float(value)
+        except ValueError:
+            pass
+    if tp is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _resolve_preset(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Fill a section from its named preset; explicit keys win."""
+    name = data.get("preset")
+    if not name:
+        return data
+    from imagegen import presets
+
+    table = presets.PRESET_TABLES.get(cls.__name__)
+    if table is None:
+        raise ConfigError(f"{where}.preset: section {cls.__name__} has no presets")
+    if name not in table:
+        raise ConfigError(f"{where}.preset: unknown preset {name!r}; valid presets: {sorted(table)}")
+    return {**table[name], **data}
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls)]
+    data = _resolve_preset(cls, data, where)
+    for key in data:
+        if key not in valid:
+            full = f"{where}.{key}" if where else key
+            raise ConfigError(f"unknown config key '{full}'; valid keys: {', '.join(valid)}")
+    kwargs = {
+        key: _coerce(value, hints[key], f"{where}.{key}" if where else key) for key, value in data.items()
+    }
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any] | None, cls: type = RunConfig) -> Any:
+    """Build a config dataclass from nested plain data; unknown keys are errors."""
+    return _build(cls, dict(data or {}), "")
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+# --------------------------------------------------------------------------------------------
+# Files and overrides
+# --------------------------------------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`"train.lr=1e-4"` -> (["train", "lr"], 1e-4); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"override {text!r} has an empty key")
+    return path, yaml.safe_load(raw) if raw.strip() else ""
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set dotted keys in nested plain data (validated later by config_from_dict)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {part!r} is not a section")
+        node[path[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a YAML config (or the defaults when `path` is None) and apply dotted overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        data = loaded or {}
+        data.setdefault("name", path.stem)
+    return config_from_dict(apply_overrides(data, list(overrides)))
+
+
+def dump_config(cfg: Any) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    Path(path).write_text(dump_config(cfg))

@@ -1,0 +1,1 @@
+"""imagegen.factory: the one place that turns config names into objects."""
