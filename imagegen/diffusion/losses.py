@@ -1,0 +1,113 @@
+"""The diffusion training loss, a tiny callable class (after NVlabs/edm `training/loss.py`).
+
+Owns `DiffusionLoss`: the denoising objective of Ho et al. 2020 on the configured target
+(eps, v or x0), with Imagen's conditioning dropout for classifier-free guidance (Saharia et al.
+2022 §2.2; Ho & Salimans 2022) and the min-SNR-gamma loss weighting (Hang et al. 2023).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from imagegen.diffusion.common import (
+    check_choice,
+    check_probability,
+    expand_null_condition,
+    rand,
+    randint,
+    randn,
+)
+from imagegen.diffusion.schedule import GaussianDiffusion
+
+LOSS_WEIGHTINGS = ("none", "min_snr")
+
+
+def min_snr_weight(snr: torch.Tensor, prediction: str, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma weight on the MSE of the configured target (Hang et al. 2023).
+
+    The intended weight on ||x0 - x0_hat||^2 is min(snr, gamma). Since at a fixed x_t
+    ||eps - eps_hat||^2 = snr ||x0 - x0_hat||^2 and ||v - v_hat||^2 = (snr + 1) ||x0 - x0_hat||^2,
+    the weight on the target's MSE is
+        eps: min(snr, gamma) / snr      v: min(snr, gamma) / (snr + 1)      x0: min(snr, gamma)
+    snr [B] -> weight [B] float32.
+    """
+    snr = snr.float()
+    clipped = snr.clamp(max=gamma)
+    if prediction == "eps":
+        return clipped / snr
+    if prediction == "v":
+        return clipped / (snr + 1)
+    return clipped
+
+
+def drop_condition(
+    cond: dict[str, torch.Tensor], null_cond: dict[str, torch.Tensor], drop: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Replace the rows of `cond` where drop [B] (bool) is True by the matching null rows.
+
+    null_cond: a subset of cond's keys with batch 1 or B (keys it lacks, e.g. `lowres`, are kept).
+    Returns a new dict with cond's keys and shapes.
+    """
+    null = expand_null_condition(cond, null_cond)
+    dropped = {}
+    for key, value in cond.items():
+        rows = drop.view(-1, *([1] * (value.ndim - 1)))  # [B, 1, ...] to broadcast over a row
+        dropped[key] = torch.where(rows, null[key], value)
+    return dropped
+
+
+class DiffusionLoss:
+    """Per-sample denoising loss w(t) * mean_pixels (model_output - target)^2 with t ~ U{0..T-1}.
+
+    Args:
+        diffusion: the schedule and parameterization (what the target is).
+        weighting: "none" (w = 1) | "min_snr" (w = min_snr_weight, Hang et al. 2023).
+        min_snr_gamma: gamma of min-SNR (5 in the paper).
+    """
+
+    def __init__(self, diffusion: GaussianDiffusion, weighting: str = "min_snr", min_snr_gamma: float = 5.0):
+        check_choice("loss_weighting", weighting, LOSS_WEIGHTINGS)
+        if not min_snr_gamma > 0:
+            raise ValueError(f"min_snr_gamma must be > 0, got {min_snr_gamma!r}")
+        self.diffusion = diffusion
+        self.weighting = weighting
+        self.min_snr_gamma = float(min_snr_gamma)
+
+    def weight(self, t: torch.Tensor) -> torch.Tensor:
+        """w(t) for timesteps t [B] long -> [B] float32."""
+        if self.weighting == "none":
+            return torch.ones(t.shape, device=t.device)
+        return min_snr_weight(self.diffusion.snr(t), self.diffusion.prediction, self.min_snr_gamma)
+
+    def __call__(
+        self,
+        model: Callable[..., torch.Tensor],
+        x0: torch.Tensor,
+        cond: dict[str, torch.Tensor],
+        null_cond: dict[str, torch.Tensor] | None = None,
+        cond_drop_prob: float = 0.1,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Loss of model(x_t, t, **cond) on a batch of clean images.
+
+        x0 [B, C, H, W] in [-1, 1]; cond: tensors with batch B; null_cond: the encoding of "" (batch
+        1 or B), which replaces each sample's condition with probability cond_drop_prob (no
+        dropout when null_cond is None). t, eps and the dropout draws come from `generator`.
+        Returns the per-sample loss [B] float32, computed in fp32 even under autocast.
+        """
+        check_probability("cond_drop_prob", cond_drop_prob)
+        batch, device = x0.shape[0], x0.device
+        t = randint(self.diffusion.num_timesteps, [batch], generator, device)  # [B]
+        eps = randn(x0.shape, generator, device, x0.dtype)  # [B, C, H, W]
+        drop = rand([batch], generator, device) < cond_drop_prob  # [B] bool
+        if null_cond is not None:
+            cond = drop_condition(cond, null_cond, drop)
+        x_t = self.diffusion.q_sample(x0, t, eps)
+        model_output = model(x_t, t, **cond)
+        # fp32: a bf16 squared error loses the small residuals late in training.
+        with torch.autocast(device_type=device.type, enabled=False):
+            target = self.diffusion.target(x0.float(), eps.float(), t)
+            squared_error = (model_output.float() - target).pow(2).flatten(1).mean(dim=1)  # [B]
+            return squared_error * self.weight(t)
