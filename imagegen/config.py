@@ -41,6 +41,8 @@ class DataConfig:
     scene_weights: list[float] = field(default_factory=lambda: [0.4, 0.2, 0.2, 0.2])
     exclude: list[list[str]] = field(default_factory=list)  # (color, shape) pairs never rendered
     path: str = ""  # folder: root holding images + metadata.jsonl / captions.csv / .txt sidecars
+    caption_column: str = ""  # folder: caption column/key ("" = auto: text, caption, label)
+    image_dir: str = ""  # folder: subfolder the file names are relative to ("" = auto)
     background: str = "white"  # folder: colour RGBA images are composited on (name or #rrggbb)
     hflip: bool = False  # random horizontal flips; off because they break "to the left of"
     num_workers: int = 0  # DataLoader worker processes
@@ -102,21 +104,22 @@ class NoiseAugConfig:
 
 @dataclass
 class GANConfig:
-    preset: str = ""  # name in presets.GAN_PRESETS
-    z_dim: int = 100
-    gen_channels: list[int] = field(default_factory=lambda: [256, 256, 128, 64])
-    disc_channels: list[int] = field(default_factory=lambda: [64, 128, 256, 256])
-    loss: str = "hinge"  # "hinge" | "nonsaturating" (the documents' objective)
-    mismatch_weight: float = 1.0  # weight of (real image, wrong caption) negatives for D
-    ma_gp_weight: float = 2.0  # DF-GAN MA-GP: weight * mean(||grad_(x, text) D||^power)
+    preset: str = ""  # name in presets.GAN_PRESETS; fields below override it
+    image_size: int = 32  # side of the generated images (a power of 2 >= 8)
+    z_dim: int = 100  # noise width (DF-GAN: 100)
+    gen_channels: list[int] = field(default_factory=lambda: [256, 256, 128, 64])  # per res., 4x4 first
+    disc_channels: list[int] = field(default_factory=lambda: [64, 128, 256, 256])  # per res., 4x4 last
+    loss: str = "hinge"  # "hinge" (DF-GAN) | "nonsaturating" (the documents' objective)
+    mismatch_weight: float = 1.0  # w: L_D = L_real + (L_fake + w * L_mismatch) / (1 + w); 0 = off
+    ma_gp_weight: float = 2.0  # DF-GAN MA-GP: weight * mean(||grad_(x, text) D||^power); 0 = off
     ma_gp_power: float = 6.0
-    r1_weight: float = 0.0
-    diffaugment: str = ""  # e.g. "color,translation,cutout"
+    r1_weight: float = 0.0  # R1 gamma: gamma / 2 * mean(||grad_x D||^2) on real pairs; 0 = off
+    diffaugment: str = ""  # DiffAugment on every D input, e.g. "color,translation,cutout"; "" = off
     lr_g: float = 1e-4
     lr_d: float = 4e-4
     betas: list[float] = field(default_factory=lambda: [0.0, 0.9])
-    ema_decay: float = 0.999
-    truncation: float = 1.0  # sampling: z clipped to [-truncation, truncation] when < 1... see gan
+    ema_decay: float = 0.999  # EMA of G (sampled from)
+    truncation: float = 4.0  # sampling: z ~ N(0, I) truncated to |z_i| <= truncation; >= 4 = untruncated
 
 
 @dataclass
