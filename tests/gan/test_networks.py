@@ -1,0 +1,137 @@
+"""DF-GAN generator and discriminator: shapes per preset, identity init, errors, gradients, saving."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from imagegen.config import GANConfig, config_from_dict
+from imagegen.gan.networks import (
+    LEAK,
+    Discriminator,
+    FusionBlock,
+    Generator,
+    TextAffine,
+    count_parameters,
+)
+from imagegen.presets import GAN_PRESETS
+
+TEXT_DIM = 384  # MiniLM's pooled width, the one preset counts are quoted for
+# (G, D) parameter counts in millions, as written in the comments of presets.GAN_PRESETS
+DOCUMENTED_MILLIONS = {
+    "gan-tiny16": (0.15, 0.16),
+    "gan-tiny32": (0.95, 0.77),
+    "gan32": (4.18, 3.81),
+    "gan64": (6.39, 3.52),
+    "gan128": (8.59, 5.16),
+}
+
+
+def tiny_config(**overrides) -> GANConfig:
+    return config_from_dict({"preset": "gan-tiny16", **overrides}, GANConfig)
+
+
+def perturb_(module: torch.nn.Module, scale: float = 0.1) -> None:
+    """Add noise to every parameter, so zero-initialised gains and last layers no longer block gradients."""
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.add_(scale * torch.randn_like(parameter))
+
+
+@pytest.mark.parametrize("name", sorted(GAN_PRESETS))
+def test_preset_shapes_and_parameter_counts_on_meta(name):
+    cfg = config_from_dict({"preset": name}, GANConfig)
+    with torch.device("meta"):
+        generator = Generator.from_config(cfg, TEXT_DIM)
+        discriminator = Discriminator.from_config(cfg, TEXT_DIM)
+        z, text = torch.empty(3, cfg.z_dim), torch.empty(3, TEXT_DIM)
+        images = generator(z, text)
+        logits = discriminator(images, text)
+        logits_pairs = discriminator(images, torch.stack([text, text]))
+    assert images.shape == (3, 3, cfg.image_size, cfg.image_size)
+    assert logits.shape == (3,)
+    assert logits_pairs.shape == (2, 3)
+    assert discriminator.features(images).shape[-2:] == (4, 4)
+    millions = (round(count_parameters(generator) / 1e6, 2), round(count_parameters(discriminator) / 1e6, 2))
+    assert millions == DOCUMENTED_MILLIONS[name]
+
+
+def test_required_presets_exist_and_tiny32_fits_a_cpu_run():
+    assert {"gan32", "gan64", "gan128", "gan-tiny16", "gan-tiny32"} <= set(GAN_PRESETS)
+    assert {GAN_PRESETS[name]["image_size"] for name in ("gan32", "gan64", "gan128")} == {32, 64, 128}
+    assert 0.3 <= sum(DOCUMENTED_MILLIONS["gan-tiny32"]) <= 2.0
+
+
+@pytest.mark.parametrize("image_size", [4, 12, 48, 0, -8])
+def test_bad_image_size_names_the_argument(image_size):
+    with pytest.raises(ValueError, match="image_size"):
+        Generator(8, 4, [8, 8], image_size)
+    with pytest.raises(ValueError, match="image_size"):
+        Discriminator(4, [8, 8], image_size)
+
+
+def test_channel_list_not_matching_image_size_names_the_argument():
+    cfg = tiny_config()  # 16 px: three resolutions 4, 8, 16
+    with pytest.raises(ValueError, match="gen_channels"):
+        Generator.from_config(cfg, 4, image_size=32)
+    with pytest.raises(ValueError, match="disc_channels"):
+        Discriminator.from_config(cfg, 4, image_size=8)
+
+
+def test_affine_and_fusion_block_start_as_identity_whatever_the_text():
+    affine, fusion = TextAffine(cond_dim=6, channels=5), FusionBlock(cond_dim=6, channels=5)
+    x = torch.randn(2, 5, 4, 4)
+    for cond in (torch.randn(2, 6), 10 * torch.randn(2, 6)):
+        torch.testing.assert_close(affine(x, cond), x)
+        torch.testing.assert_close(fusion(x, cond), F.leaky_relu(F.leaky_relu(x, LEAK), LEAK))
+    perturb_(fusion)
+    assert not torch.allclose(fusion(x, torch.zeros(2, 6)), fusion(x, torch.ones(2, 6)))
+
+
+def test_generator_output_range_and_text_ignored_at_init_used_after_perturbation():
+    generator = Generator.from_config(tiny_config(), TEXT_DIM)
+    z = torch.randn(4, generator.z_dim)
+    text_a, text_b = torch.randn(4, TEXT_DIM), torch.randn(4, TEXT_DIM)
+    images = generator(z, text_a)
+    assert images.abs().max() <= 1
+    torch.testing.assert_close(images, generator(z, text_b))  # identity fusion: text has no effect yet
+    perturb_(generator)
+    assert not torch.allclose(generator(z, text_a), generator(z, text_b))
+
+
+def test_head_scores_several_captions_from_one_feature_pass():
+    discriminator = Discriminator.from_config(tiny_config(), TEXT_DIM)
+    perturb_(discriminator)
+    images, text_a, text_b = torch.randn(3, 3, 16, 16), torch.randn(3, TEXT_DIM), torch.randn(3, TEXT_DIM)
+    pairs = discriminator(images, torch.stack([text_a, text_b]))
+    one_at_a_time = torch.stack([discriminator(images, text_a), discriminator(images, text_b)])
+    torch.testing.assert_close(pairs, one_at_a_time)
+    assert not torch.allclose(pairs[0], pairs[1])  # the head reads the text
+
+
+def test_gradient_reaches_every_parameter():
+    cfg = tiny_config()
+    generator, discriminator = Generator.from_config(cfg, TEXT_DIM), Discriminator.from_config(cfg, TEXT_DIM)
+    perturb_(generator)
+    perturb_(discriminator)
+    text = torch.randn(2, TEXT_DIM)
+    discriminator(generator(torch.randn(2, cfg.z_dim), text), text).sum().backward()
+    for name, parameter in [*generator.named_parameters(), *discriminator.named_parameters()]:
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+        assert torch.isfinite(parameter.grad).all(), name
+
+
+def test_safetensors_round_trip_through_config(tmp_path):
+    cfg = tiny_config()
+    for network in (Generator.from_config(cfg, TEXT_DIM), Discriminator.from_config(cfg, TEXT_DIM)):
+        perturb_(network)
+        save_file(network.state_dict(), tmp_path / "weights.safetensors")
+        rebuilt = type(network)(**network.config)
+        rebuilt.load_state_dict(load_file(tmp_path / "weights.safetensors"))
+        if isinstance(network, Generator):
+            inputs = (torch.randn(2, cfg.z_dim), torch.randn(2, TEXT_DIM))
+        else:
+            inputs = (torch.randn(2, 3, 16, 16), torch.randn(2, TEXT_DIM))
+        torch.testing.assert_close(rebuilt(*inputs), network(*inputs))
