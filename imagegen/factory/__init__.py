@@ -1,1 +1,123 @@
-"""imagegen.factory: the one place that turns config names into objects."""
+"""The one place that turns config names into objects (datasets, encoders, caches, networks).
+
+Everything above this layer (training, cascade, evaluation, cli) builds components through these
+functions, so a new dataset kind, encoder or network is registered here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from imagegen.config import DataConfig, DiffusionConfig, GANConfig, TextConfig, UNetConfig, config_to_dict
+
+DATA_KINDS = ("shapes", "folder")
+CACHE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+
+
+def build_dataset(data: DataConfig, resolution: int | None = None):
+    """The training dataset a DataConfig names (`resolution` overrides data.resolution)."""
+    resolution = resolution or data.resolution
+    if data.kind == "shapes":
+        from imagegen.data.shapes import ShapesDataset
+
+        return ShapesDataset(
+            resolution=resolution,
+            seed=data.seed,
+            length=data.length,
+            scene_kinds=tuple(data.scene_kinds),
+            scene_weights=tuple(data.scene_weights),
+            exclude=[tuple(pair) for pair in data.exclude],
+        )
+    if data.kind == "folder":
+        from imagegen.data.folder import CaptionedFolderDataset
+
+        if not data.path:
+            raise ValueError("data.path: a folder dataset needs the path of an image folder")
+        return CaptionedFolderDataset(
+            data.path,
+            resolution=resolution,
+            background=data.background,
+            hflip=data.hflip,
+            seed=data.seed,
+            caption_column=data.caption_column or None,
+            image_dir=data.image_dir or None,
+        )
+    raise ValueError(f"data.kind: unknown dataset kind {data.kind!r}; allowed: {', '.join(DATA_KINDS)}")
+
+
+def build_text_encoder(text: TextConfig, device: str | torch.device = "cpu"):
+    from imagegen.text import build_text_encoder as build
+
+    return build(text.encoder, text.name_or_path, max_length=text.max_length, device=device)
+
+
+def open_text_cache(text: TextConfig, identity: dict[str, Any], root: str | Path | None = None):
+    """The embedding cache for one encoder identity: its own subfolder of text.cache_dir, so that
+    switching encoders or max_length never meets (or wipes) another encoder's cache."""
+    from imagegen.text import EmbeddingCache
+
+    if text.cache_dtype not in CACHE_DTYPES:
+        raise ValueError(f"text.cache_dtype: {text.cache_dtype!r}; allowed: {', '.join(CACHE_DTYPES)}")
+    name = f"{identity['kind']}-{identity['fingerprint']}-L{identity['max_length']}-{text.cache_dtype}"
+    return EmbeddingCache(Path(root or text.cache_dir) / name, identity, dtype=CACHE_DTYPES[text.cache_dtype])
+
+
+def build_unet(model: UNetConfig, text_dim: int) -> nn.Module:
+    from imagegen.models import EfficientUNet
+
+    if model.text_dim != text_dim:
+        raise ValueError(
+            f"model.text_dim is {model.text_dim} but the text encoder gives {text_dim}-d "
+            f"embeddings; set model.text_dim={text_dim}"
+        )
+    return EfficientUNet.from_config_dataclass(model)
+
+
+def build_diffusion(diffusion: DiffusionConfig):
+    from imagegen.diffusion import GaussianDiffusion
+
+    return GaussianDiffusion(diffusion.schedule, diffusion.num_timesteps, diffusion.prediction)
+
+
+def build_diffusion_loss(diffusion_cfg: DiffusionConfig, diffusion):
+    from imagegen.diffusion import DiffusionLoss
+
+    return DiffusionLoss(
+        diffusion, weighting=diffusion_cfg.loss_weighting, min_snr_gamma=diffusion_cfg.min_snr_gamma
+    )
+
+
+def build_gan(gan: GANConfig, text_dim: int, image_size: int) -> tuple[nn.Module, nn.Module]:
+    from imagegen.gan import Discriminator, Generator
+
+    return (
+        Generator.from_config(gan, text_dim, image_size),
+        Discriminator.from_config(gan, text_dim, image_size),
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Networks that are not diffusers ModelMixins: safetensors weights + a JSON config
+# ------------------------------------------------------------------------------------------------
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "network.json"
+
+
+def save_network(network: nn.Module, folder: Path) -> None:
+    """Write `network.config` (a JSON-able dict) and its weights (safetensors)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_FILE))
+    config = getattr(network, "config", {})
+    config = config if isinstance(config, dict) else config_to_dict(config)
+    (folder / CONFIG_FILE).write_text(
+        json.dumps({"class": type(network).__name__, "config": config}, indent=2)
+    )

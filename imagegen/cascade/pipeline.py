@@ -1,0 +1,219 @@
+"""Load a trained model once, generate many times: `load_pipeline(path)` and `generate(...)`.
+
+    pipe = imagegen.load_pipeline("runs/shapes-cpu-20261123-101500")
+    images = pipe("a red circle above a blue square", guidance_scale=5.0, seed=0)   # list[PIL.Image]
+    images = imagegen.generate(["a red circle", "two blue squares"], num_images_per_prompt=4)
+
+`path` may be a run directory (its newest checkpoint is used), one checkpoint folder, or None
+(the newest run under `runs/`, and the pipeline says which). Sampling uses the EMA weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import torch
+import yaml
+from PIL import Image
+
+from imagegen import factory
+from imagegen.config import RunConfig, config_from_dict
+from imagegen.utils.images import tensor_to_pil
+from imagegen.utils.runs import latest_checkpoint
+
+log = logging.getLogger("imagegen.generate")
+
+DEFAULT_RUNS_DIR = Path("runs")
+
+
+# ------------------------------------------------------------------------------------------------
+# Finding what to load
+# ------------------------------------------------------------------------------------------------
+
+
+def newest_run(runs_dir: Path = DEFAULT_RUNS_DIR) -> Path:
+    runs = [p for p in runs_dir.iterdir() if p.is_dir() and latest_checkpoint(p)] if runs_dir.is_dir() else []
+    if not runs:
+        raise FileNotFoundError(
+            f"no trained run under {runs_dir}/ (train one with `python -m imagegen.train --config ...` "
+            "or pass model=PATH)"
+        )
+    return max(runs, key=lambda p: latest_checkpoint(p).stat().st_mtime)
+
+
+def resolve_checkpoint(path: str | Path | None) -> Path:
+    """A run dir, a checkpoint folder, or None (newest run) -> a checkpoint folder."""
+    if path is None:
+        run = newest_run()
+        log.warning("no model given: using the newest run, %s", run)
+        path = run
+    path = Path(path)
+    if (path / "trainer.json").is_file():
+        return path
+    if not path.exists():
+        raise FileNotFoundError(f"model path {path} does not exist")
+    checkpoint = latest_checkpoint(path)
+    if checkpoint is None:
+        raise FileNotFoundError(f"{path} holds no complete checkpoint (checkpoints/checkpoint-N/)")
+    return checkpoint
+
+
+# ------------------------------------------------------------------------------------------------
+# Argument checks (shared by the pipeline, the module-level function and the CLI)
+# ------------------------------------------------------------------------------------------------
+
+
+def normalize_prompts(prompts: str | list[str], name: str = "prompt") -> list[str]:
+    if isinstance(prompts, str):
+        return [prompts]
+    if not isinstance(prompts, (list, tuple)) or not prompts:
+        raise ValueError(f"{name}: expected a string or a non-empty list of strings, got {prompts!r}")
+    bad = [p for p in prompts if not isinstance(p, str)]
+    if bad:
+        raise ValueError(f"{name}: every prompt must be a string; got {bad[0]!r} ({type(bad[0]).__name__})")
+    return list(prompts)
+
+
+def check_count(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return value
+
+
+def check_seed(seed: int | None) -> int | None:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed: expected an integer in [0, 2**63) or None, got {seed!r}")
+    return seed
+
+
+def check_guidance(guidance_scale: float) -> float:
+    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
+        raise ValueError(f"guidance_scale: expected a number >= 0, got {guidance_scale!r}")
+    if not math.isfinite(guidance_scale) or guidance_scale < 0:
+        raise ValueError(f"guidance_scale: expected a finite number >= 0, got {guidance_scale!r}")
+    return float(guidance_scale)
+
+
+# ------------------------------------------------------------------------------------------------
+# The pipeline
+# ------------------------------------------------------------------------------------------------
+
+
+class DiffusionPipeline:
+    """One text-conditioned diffusion stage: text encoder + EMA U-Net + sampler."""
+
+    def __init__(self, checkpoint: Path, device: str | torch.device | None = None):
+        from imagegen.models import EfficientUNet
+
+        self.checkpoint = checkpoint
+        self.cfg: RunConfig = config_from_dict(yaml.safe_load((checkpoint / "config.yaml").read_text()))
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.encoder = factory.build_text_encoder(self.cfg.text, device=self.device)
+        self.model = EfficientUNet.from_pretrained(str(checkpoint / "ema")).to(self.device).eval()
+        self.diffusion = factory.build_diffusion(self.cfg.diffusion)
+
+    def __repr__(self) -> str:
+        return f"DiffusionPipeline({self.checkpoint}, stage={self.cfg.stage}, device={self.device})"
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        guidance_scale: float = 5.0,
+        num_steps: int | None = None,
+        sampler: str | None = None,
+        seed: int | None = 0,
+        negative_prompt: str | list[str] | None = None,
+        num_images_per_prompt: int = 1,
+    ) -> list[Image.Image]:
+        from imagegen.diffusion import sample_images
+
+        prompts = normalize_prompts(prompt)
+        check_count(num_images_per_prompt, "num_images_per_prompt")
+        guidance_scale, seed = check_guidance(guidance_scale), check_seed(seed)
+        if num_steps is not None:
+            check_count(num_steps, "num_steps")
+        prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
+        negatives = self._negatives(negative_prompt, len(prompts), num_images_per_prompt)
+        text = self.encoder.encode(prompts).to(self.device)
+        null = self.encoder.encode(negatives).to(self.device)
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(seed) if seed is not None else generator.seed()
+        size = self.cfg.model.image_size
+        sample = self.cfg.sample
+        images = sample_images(
+            self.model,
+            (len(prompts), self.cfg.model.out_channels, size, size),
+            text.as_cond(),
+            null.as_cond(),
+            self.diffusion,
+            sampler=sampler or sample.sampler,
+            num_steps=num_steps or sample.num_steps,
+            guidance_scale=guidance_scale,
+            thresholding=sample.thresholding,
+            percentile=sample.threshold_percentile,
+            generator=generator,
+        )  # [B, 3, H, W] in [-1, 1]
+        return tensor_to_pil(images)
+
+    @staticmethod
+    def _negatives(negative_prompt, count: int, repeat: int) -> list[str]:
+        if negative_prompt is None:
+            return [""]  # the null condition, broadcast over the batch
+        negatives = normalize_prompts(negative_prompt, "negative_prompt")
+        if len(negatives) == 1:
+            return negatives
+        if len(negatives) * repeat != count:
+            raise ValueError(
+                f"negative_prompt: give one negative prompt or one per prompt "
+                f"({count // repeat}), got {len(negatives)}"
+            )
+        return [n for n in negatives for _ in range(repeat)]
+
+
+def load_pipeline(path: str | Path | None = None, device: str | torch.device | None = None):
+    """Load a run, checkpoint (or, with the cascade, a cascade folder) for repeated generation."""
+    return DiffusionPipeline(resolve_checkpoint(path), device=device)
+
+
+_LOADED: dict[tuple[str, str], DiffusionPipeline] = {}
+
+
+def generate(
+    prompt: str | list[str],
+    guidance_scale: float = 5.0,
+    num_steps: int | None = None,
+    sampler: str | None = None,
+    seed: int | None = 0,
+    negative_prompt: str | list[str] | None = None,
+    model: str | Path | None = None,
+    num_images_per_prompt: int = 1,
+    device: str | None = None,
+) -> list[Image.Image]:
+    """Text -> images with a trained model (loaded once per path and kept for later calls).
+
+    `prompt`: a string or a list of strings ("" = unconditional); `guidance_scale` w >= 0
+    (1 = conditional only); `num_steps`/`sampler` default to the run's `sample` config;
+    `negative_prompt` replaces the unconditional branch; `model`: run dir, checkpoint, or None
+    for the newest run under runs/. Returns len(prompt) * num_images_per_prompt PIL images.
+    """
+    normalize_prompts(prompt)
+    check_guidance(guidance_scale)
+    check_seed(seed)
+    check_count(num_images_per_prompt, "num_images_per_prompt")
+    key = (str(resolve_checkpoint(model).resolve()), str(device))
+    if key not in _LOADED:
+        _LOADED[key] = DiffusionPipeline(Path(key[0]), device=device)
+    return _LOADED[key](
+        prompt,
+        guidance_scale=guidance_scale,
+        num_steps=num_steps,
+        sampler=sampler,
+        seed=seed,
+        negative_prompt=negative_prompt,
+        num_images_per_prompt=num_images_per_prompt,
+    )

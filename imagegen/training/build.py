@@ -1,0 +1,60 @@
+"""Assemble what a run trains on: dataset, filled text-embedding cache, objective.
+
+The text encoder runs once, before training, over every caption the dataset can produce (plus the
+null prompt "" and the sample-grid prompts); training then only looks embeddings up in the cache.
+That is the fix for imagen-pytorch's T5-inside-the-data-loader slowness (#261, #317).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
+
+from imagegen import factory
+from imagegen.config import RunConfig
+from imagegen.training.objectives import DiffusionObjective
+
+log = logging.getLogger("imagegen.train")
+
+OBJECTIVES = ("diffusion", "gan")
+
+
+def build_train_dataset(cfg: RunConfig):
+    return factory.build_dataset(cfg.data)
+
+
+def dataset_captions(dataset) -> list[str]:
+    """Every caption of the dataset, in first-seen order, without decoding images."""
+    return list(dict.fromkeys(dataset.caption(i) for i in range(len(dataset))))
+
+
+def build_text_cache(cfg: RunConfig, dataset, accelerator: Accelerator):
+    """Open the run's embedding cache, encoding missing captions on the main process first."""
+    captions = ["", *cfg.train.sample_prompts, *dataset_captions(dataset)]
+    shared: list = [None]
+    if accelerator.is_main_process:
+        encoder = factory.build_text_encoder(cfg.text, device=accelerator.device)
+        cache = factory.open_text_cache(cfg.text, encoder.identity)
+        added = cache.build(captions, encoder, batch_size=cfg.text.batch_size)
+        log.info("text cache %s: %d captions, %d newly encoded", cfg.text.cache_dir, len(cache), added)
+        shared = [encoder.identity]
+        del encoder  # training never runs the encoder
+    broadcast_object_list(shared)  # also a barrier: the cache is complete on disk after it
+    if not accelerator.is_main_process:
+        cache = factory.open_text_cache(cfg.text, shared[0])
+    return cache
+
+
+def build_objective(cfg: RunConfig, text_dim: int):
+    if cfg.train.objective == "diffusion":
+        from imagegen.diffusion import sample_images
+
+        unet = factory.build_unet(cfg.model, text_dim)
+        diffusion = factory.build_diffusion(cfg.diffusion)
+        loss = factory.build_diffusion_loss(cfg.diffusion, diffusion)
+        return DiffusionObjective(cfg, unet, diffusion, loss, sample_images)
+    raise ValueError(
+        f"train.objective: unknown objective {cfg.train.objective!r}; allowed: {', '.join(OBJECTIVES)}"
+    )

@@ -1,0 +1,97 @@
+"""Training objectives with phases, so diffusion and GAN share one training loop.
+
+An objective owns its networks and says, per phase, which parameters an optimizer updates and
+what the loss is. Diffusion has one phase (`denoiser`); the GAN has two (`D` then `G`), after
+StyleGAN-T's `training/loss.py`. The trainer handles everything else: devices, mixed precision,
+accumulation, clipping, EMA, checkpoints, logging and the NaN guard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from imagegen.config import RunConfig
+from imagegen.text import TextEncoding
+
+
+@dataclass
+class PhaseSpec:
+    """What one optimizer of a phase updates, and how."""
+
+    module: str  # key in objective.networks
+    lr: float
+    betas: tuple[float, float]
+    weight_decay: float
+
+
+class Objective(Protocol):
+    phases: tuple[str, ...]
+    networks: dict[str, nn.Module]  # every trainable network, saved in checkpoints by name
+    ema_network: str  # the network whose EMA is sampled from
+
+    def phase_spec(self, phase: str) -> PhaseSpec: ...
+
+    def loss(
+        self,
+        phase: str,
+        batch: dict[str, Any],
+        text: TextEncoding,
+        null_text: TextEncoding,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+    def sample(
+        self, network: nn.Module, text: TextEncoding, null_text: TextEncoding, generator: torch.Generator
+    ) -> torch.Tensor: ...
+
+
+class DiffusionObjective:
+    """Imagen's denoising objective on one stage: one phase, the U-Net."""
+
+    phases = ("denoiser",)
+    ema_network = "model"
+
+    def __init__(self, cfg: RunConfig, unet: nn.Module, diffusion: Any, loss_fn: Any, sample_fn: Any):
+        self.cfg = cfg
+        self.networks = {"model": unet}
+        self.diffusion, self.loss_fn, self.sample_fn = diffusion, loss_fn, sample_fn
+
+    def phase_spec(self, phase: str) -> PhaseSpec:
+        train = self.cfg.train
+        return PhaseSpec("model", train.lr, (0.9, 0.99), train.weight_decay)
+
+    def loss(self, phase, batch, text, null_text, generator):
+        model = self.networks["model"]
+        per_sample = self.loss_fn(
+            model,
+            batch["image"],
+            text.as_cond(),
+            null_cond=null_text.as_cond(),
+            cond_drop_prob=self.cfg.diffusion.cond_drop_prob,
+            generator=generator,
+        )  # [B]
+        loss = per_sample.mean()
+        return loss, {"loss": loss}
+
+    @torch.no_grad()
+    def sample(self, network, text, null_text, generator):
+        sample = self.cfg.sample
+        size = self.cfg.model.image_size
+        shape = (text.tokens.shape[0], self.cfg.model.out_channels, size, size)
+        return self.sample_fn(
+            network,
+            shape,
+            text.as_cond(),
+            null_text.as_cond(),
+            self.diffusion,
+            sampler=sample.sampler,
+            num_steps=sample.num_steps,
+            guidance_scale=sample.guidance_scale,
+            thresholding=sample.thresholding,
+            percentile=sample.threshold_percentile,
+            generator=generator,
+        )

@@ -1,0 +1,458 @@
+"""The accelerate training loop shared by every objective (diffusion stages, GAN).
+
+One loop: fetch micro-batches, look their captions up in the text-embedding cache, run each phase
+of the objective (loss, backward, clip, optimizer and LR step), update the EMA, then log, sample
+and checkpoint on schedule. Unchanged on CPU, one GPU, or `accelerate launch` on many.
+
+Exactness of `--resume`: the data order is a function of (seed, epoch) (`training/data.py`), the
+noise of step s is drawn from a generator seeded by (seed, s, rank), and optimizer, LR-scheduler
+and EMA state are restored — so N steps straight equal N/2 + resume + N/2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, broadcast_object_list
+from tqdm.auto import tqdm
+
+from imagegen.config import RunConfig, config_to_dict, dump_config, save_config
+from imagegen.training import checkpoint as ckpt
+from imagegen.training.build import build_objective, build_text_cache, build_train_dataset
+from imagegen.training.data import DataPosition, ShardedBatchSampler, make_loader
+from imagegen.training.ema import EMA
+from imagegen.training.logs import RunLogger
+
+log = logging.getLogger("imagegen.train")
+
+
+class TrainingStopped(RuntimeError):
+    """The run stopped on purpose (e.g. too many consecutive NaN/inf losses)."""
+
+
+@dataclass
+class TrainSummary:
+    run_dir: Path
+    step: int
+    minutes: float
+    images_per_second: float
+    last_loss: float
+    bad_steps: int
+    checkpoint: Path | None
+    sample_grid: Path | None
+
+    def line(self) -> str:
+        return (
+            f"done: {self.step} steps in {self.minutes:.1f} min, {self.images_per_second:.1f} img/s, "
+            f"last loss {self.last_loss:.4f}, {self.bad_steps} skipped steps; "
+            f"checkpoint {self.checkpoint}; samples {self.sample_grid}"
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# Run directory and resume
+# ------------------------------------------------------------------------------------------------
+
+
+def _new_run_dir(cfg: RunConfig) -> Path:
+    name = cfg.train.run_name or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path(cfg.train.output_dir) / name
+
+
+def find_resume(cfg: RunConfig, resume: str) -> tuple[Path, Path] | None:
+    """`resume` is "latest" (newest checkpoint of this config's runs), a run dir, or a checkpoint."""
+    path = Path(resume)
+    if resume != "latest":
+        if ckpt.CHECKPOINT_RE.match(path.name) and path.is_dir():
+            return path.parent.parent, path
+        if (found := ckpt.latest_checkpoint(path)) is not None:
+            return path, found
+        raise FileNotFoundError(f"--resume {resume}: no checkpoint-N folder found there")
+    root = Path(cfg.train.output_dir)
+    prefix = cfg.train.run_name or f"{cfg.name}-"
+    runs = (
+        [p for p in root.glob(f"{prefix}*") if p.is_dir() and ckpt.latest_checkpoint(p)]
+        if root.is_dir()
+        else []
+    )
+    if not runs:
+        return None
+    run = max(runs, key=lambda p: ckpt.latest_checkpoint(p).stat().st_mtime)
+    return run, ckpt.latest_checkpoint(run)
+
+
+# Config sections that must match for a checkpoint to load into the networks being built.
+ARCHITECTURE_KEYS = ("model", "gan", "stage")
+
+
+def check_resumable(saved: dict[str, Any], cfg: RunConfig) -> None:
+    current = config_to_dict(cfg)
+    differing = []
+    for key in ARCHITECTURE_KEYS + ("text",):
+        if key == "text":
+            old = {k: saved["text"].get(k) for k in ("encoder", "name_or_path", "max_length")}
+            new = {k: current["text"][k] for k in old}
+        else:
+            old, new = saved.get(key), current[key]
+        differing += ckpt.diff_keys({key: old}, {key: new})
+    if saved["train"]["objective"] != cfg.train.objective:
+        differing.append(f"train.objective: {saved['train']['objective']!r} -> {cfg.train.objective!r}")
+    if differing:
+        raise ValueError(
+            "cannot resume: the model config differs from the checkpoint's in " + "; ".join(differing)
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# The trainer
+# ------------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, resume: str | None = None):
+        self.cfg = cfg
+        self.accelerator = Accelerator(
+            # with no GPU, several launched processes train on CPU with gloo (accelerate's MULTI_CPU)
+            cpu=not torch.cuda.is_available(),
+            mixed_precision=cfg.train.mixed_precision,
+            step_scheduler_with_optimizer=False,  # one LR step per optimizer step, on every process
+        )
+        self.run_dir, self.resume_from = self._resolve_run(resume)
+        self.accelerator.project_configuration = ProjectConfiguration(project_dir=str(self.run_dir))
+        self.is_main = self.accelerator.is_main_process
+        self.bad_steps = 0
+        self.consecutive_bad = 0
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    def _resolve_run(self, resume: str | None) -> tuple[Path, Path | None]:
+        found = find_resume(self.cfg, resume) if resume else None
+        if resume == "latest" and found is None and self.accelerator.is_main_process:
+            log.warning("--resume latest: no checkpoint of %r found; starting a new run", self.cfg.name)
+        run_dir, checkpoint = found if found else (_new_run_dir(self.cfg), None)
+        shared = [str(run_dir), str(checkpoint) if checkpoint else ""]
+        broadcast_object_list(shared)  # every process uses the main process's timestamped name
+        return Path(shared[0]), Path(shared[1]) if shared[1] else None
+
+    def setup(self) -> None:
+        cfg, acc = self.cfg, self.accelerator
+        if self.resume_from is not None:
+            saved = json.loads(json.dumps(_read_yaml(self.resume_from / "config.yaml")))
+            check_resumable(saved, cfg)
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.remove_stale_temporaries(self.run_dir)
+            save_config(cfg, self.run_dir / "config.yaml")
+        acc.wait_for_everyone()
+        torch.manual_seed(cfg.train.seed)  # identical initial weights on every process
+        self.dataset = build_train_dataset(cfg)
+        self.text_cache = build_text_cache(cfg, self.dataset, acc)
+        self.null_text = self.text_cache.lookup([""])
+        self.objective = build_objective(cfg, self.text_cache.dim)
+        self._build_optimizers()
+        self.ema = EMA(
+            acc.unwrap_model(self.objective.networks[self.objective.ema_network]),
+            cfg.train.ema_max_decay,
+            cfg.train.ema_inv_gamma,
+            cfg.train.ema_power,
+        )
+        self.step, self.position = 0, DataPosition()
+        if self.resume_from is not None:
+            self._load(self.resume_from)
+        sampler = ShardedBatchSampler(
+            len(self.dataset),
+            cfg.train.batch_size,
+            cfg.train.seed,
+            acc.process_index,
+            acc.num_processes,
+            start=self.position,
+        )
+        self.batches = iter(make_loader(self.dataset, sampler, cfg.data.num_workers))
+        self.logger = RunLogger(self.run_dir, acc, cfg) if self.is_main else None
+
+    def _build_optimizers(self) -> None:
+        from diffusers.optimization import get_scheduler
+
+        acc, train = self.accelerator, self.cfg.train
+        nets = self.objective.networks
+        for name in list(nets):
+            nets[name] = acc.prepare(nets[name])
+        self.optimizers, self.schedulers = {}, {}
+        for phase in self.objective.phases:
+            spec = self.objective.phase_spec(phase)
+            params = [p for p in nets[spec.module].parameters() if p.requires_grad]
+            fused = {"fused": True} if acc.device.type == "cuda" else {}
+            optimizer = torch.optim.AdamW(
+                params, lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay, **fused
+            )
+            kind = "cosine" if train.lr_schedule == "cosine" else "constant_with_warmup"
+            scheduler = get_scheduler(
+                kind,
+                optimizer,
+                num_warmup_steps=train.warmup_steps,
+                num_training_steps=max(train.max_steps, 1),
+            )
+            self.optimizers[phase], self.schedulers[phase] = acc.prepare(optimizer, scheduler)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def save(self) -> Path | None:
+        acc = self.accelerator
+        tmp = ckpt.temporary_path(self.run_dir, self.step)
+        if self.is_main:
+            ckpt.make_empty_dir(tmp)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp / "state"))  # optimizer, LR scheduler, RNG, raw weights
+        final = None
+        if self.is_main:
+            averaged = self.ema.refresh()
+            (tmp / "ema").mkdir()
+            _save_network(averaged, tmp / "ema")
+            self.ema.save(tmp / "ema")
+            save_config(self.cfg, tmp / "config.yaml")
+            ckpt.write_json_atomic(tmp / "trainer.json", self._trainer_state())  # written last
+            final = ckpt.commit(tmp, self.step, self.cfg.train.keep_last)
+        acc.wait_for_everyone()
+        return final
+
+    def _trainer_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "position": self.position.to_dict(),
+            "bad_steps": self.bad_steps,
+            "ema_step": self.ema.step_count,
+            "text_identity": self.text_cache.identity,
+            "num_processes": self.accelerator.num_processes,
+            "batch_size": self.cfg.train.batch_size,
+        }
+
+    def _load(self, checkpoint: Path) -> None:
+        state = ckpt.read_trainer_state(checkpoint)
+        self.accelerator.load_state(str(checkpoint / "state"))
+        self.ema.load(checkpoint / "ema", state["ema_step"])
+        self.step, self.bad_steps = state["step"], state["bad_steps"]
+        self.position = DataPosition(**state["position"])
+        if self.is_main:
+            log.info("resumed from %s at step %d", checkpoint, self.step)
+
+    # -- one step ------------------------------------------------------------------------------
+
+    def _next_micro_batches(self) -> list[dict[str, Any]]:
+        device = self.accelerator.device
+        batches = []
+        for _ in range(self.cfg.train.grad_accum_steps):
+            batch = next(self.batches)
+            batch["image"] = batch["image"].to(device, non_blocking=True)
+            text = self.text_cache.lookup(batch["caption"]).to(device)
+            batches.append({"batch": batch, "text": text})
+            epoch = self.position.epoch
+            self.position.advance(
+                self.cfg.train.batch_size * self.accelerator.num_processes, len(self.dataset)
+            )
+            if self.position.epoch != epoch and hasattr(self.dataset, "set_epoch"):
+                self.dataset.set_epoch(self.position.epoch)  # folder data: per-epoch skip report
+        return batches
+
+    def _generator(self) -> torch.Generator:
+        seed = (self.cfg.train.seed * 1_000_003 + self.step * 7_919 + self.accelerator.process_index) % 2**63
+        return torch.Generator(device=self.accelerator.device).manual_seed(seed)
+
+    def _all_finite(self, value: torch.Tensor) -> bool:
+        finite = torch.isfinite(value.detach().float()).all().float().reshape(1)
+        if self.accelerator.num_processes > 1:
+            finite = self.accelerator.reduce(finite, reduction="sum") / self.accelerator.num_processes
+        return bool(finite.item() == 1.0)
+
+    def _run_phase(self, phase: str, micro_batches, generator) -> tuple[bool, dict[str, torch.Tensor]]:
+        acc, accum = self.accelerator, len(micro_batches)
+        spec = self.objective.phase_spec(phase)
+        network, optimizer = self.objective.networks[spec.module], self.optimizers[phase]
+        logs: dict[str, torch.Tensor] = {}
+        for i, micro in enumerate(micro_batches):
+            with acc.no_sync(network) if i < accum - 1 else contextlib.nullcontext():
+                with acc.autocast():
+                    loss, parts = self.objective.loss(
+                        phase, micro["batch"], micro["text"], self.null_text.to(acc.device), generator
+                    )
+                if not self._all_finite(loss):
+                    optimizer.zero_grad(set_to_none=True)
+                    return False, logs
+                acc.backward(loss / accum)
+            for key, value in parts.items():
+                logs[key] = logs.get(key, 0.0) + value.detach().float() / accum
+        grad_norm = acc.clip_grad_norm_(network.parameters(), self.cfg.train.grad_clip or math.inf)
+        if grad_norm is not None and not self._all_finite(torch.as_tensor(grad_norm)):
+            optimizer.zero_grad(set_to_none=True)
+            return False, logs
+        optimizer.step()
+        self.schedulers[phase].step()
+        optimizer.zero_grad(set_to_none=True)
+        return True, logs
+
+    def train_step(self) -> dict[str, torch.Tensor] | None:
+        """One optimizer step of every phase; None when a NaN/inf skipped it."""
+        micro_batches = self._next_micro_batches()
+        generator, logs = self._generator(), {}
+        for phase in self.objective.phases:
+            ok, phase_logs = self._run_phase(phase, micro_batches, generator)
+            if not ok:
+                return None
+            logs.update(
+                {f"{phase}/{k}" if len(self.objective.phases) > 1 else k: v for k, v in phase_logs.items()}
+            )
+        self.ema.update(self.accelerator.unwrap_model(self.objective.networks[self.objective.ema_network]))
+        return logs
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _should_stop(self, started: float, stop_at: int | None) -> bool:
+        if self.step >= self.cfg.train.max_steps or (stop_at is not None and self.step >= stop_at):
+            return True
+        if self.cfg.train.max_minutes <= 0:
+            return False
+        out_of_time = torch.tensor(
+            [float(time.time() - started > 60 * self.cfg.train.max_minutes)], device=self.accelerator.device
+        )
+        if self.accelerator.num_processes > 1:  # every process must stop at the same step
+            out_of_time = self.accelerator.reduce(out_of_time, reduction="sum")
+        return bool(out_of_time.item() > 0)
+
+    def sample_grid(self) -> Path | None:
+        if not self.is_main:
+            return None
+        prompts = self.cfg.train.sample_prompts
+        network = self.ema.refresh()
+        device = self.accelerator.device
+        text = self.text_cache.lookup(prompts).to(device)
+        generator = torch.Generator(device=device).manual_seed(self.cfg.train.seed)
+        images = self.objective.sample(network, text, self.null_text.to(device), generator)
+        return self.logger.write_grid(images, prompts, self.step)
+
+    def fit(self, stop_at: int | None = None) -> TrainSummary:
+        """Train until train.max_steps / train.max_minutes (or `stop_at`: as if killed right after
+        the checkpoint of that step, without changing the LR schedule, which depends on max_steps)."""
+        self.setup()
+        cfg, acc = self.cfg, self.accelerator
+        if self.is_main:
+            print(dump_config(cfg), flush=True)
+            print(f"run directory: {self.run_dir}", flush=True)
+        started, start_step = time.time(), self.step
+        last_saved = self.step if self.resume_from is not None else -1
+        grid, last_loss = None, float("nan")
+        bar = tqdm(
+            total=cfg.train.max_steps,
+            initial=self.step,
+            disable=not self.is_main,
+            desc="train",
+            dynamic_ncols=True,
+        )
+        while not self._should_stop(started, stop_at):
+            logs = self.train_step()
+            if logs is None:
+                self._on_bad_step(last_saved)
+                continue
+            self.consecutive_bad = 0
+            self.step += 1
+            bar.update(1)
+            if self.step % cfg.train.log_every == 0 or self.step == 1:
+                last_loss = self._log(logs, bar, started, start_step)
+            if cfg.train.checkpoint_every and self.step % cfg.train.checkpoint_every == 0:
+                self.save()
+                last_saved = self.step
+            if cfg.train.sample_every and self.step % cfg.train.sample_every == 0:
+                grid = self.sample_grid()
+        bar.close()
+        final = self.save() if self.step != last_saved else ckpt.latest_checkpoint(self.run_dir)
+        if cfg.train.sample_every:
+            grid = self.sample_grid() if grid is None or self.step % cfg.train.sample_every else grid
+        minutes = (time.time() - started) / 60
+        images = (
+            (self.step - start_step) * cfg.train.batch_size * cfg.train.grad_accum_steps * acc.num_processes
+        )
+        summary = TrainSummary(
+            self.run_dir,
+            self.step,
+            minutes,
+            images / max(minutes * 60, 1e-9),
+            last_loss,
+            self.bad_steps,
+            final,
+            grid,
+        )
+        if self.is_main:
+            self.logger.close(summary.line())
+            print(summary.line(), flush=True)
+        acc.end_training()
+        return summary
+
+    def _log(self, logs, bar, started, start_step) -> float:
+        values = {
+            k: float(self.accelerator.reduce(v.reshape(1), reduction="mean").item()) for k, v in logs.items()
+        }
+        elapsed = max(time.time() - started, 1e-9)
+        images = (self.step - start_step) * self.cfg.train.batch_size * self.cfg.train.grad_accum_steps
+        values["images_per_second"] = images * self.accelerator.num_processes / elapsed
+        values["lr"] = self.schedulers[self.objective.phases[-1]].get_last_lr()[0]
+        values["ema_decay"] = self.ema.decay(self.ema.step_count)
+        values["bad_steps"] = float(self.bad_steps)
+        if self.logger is not None:
+            self.logger.scalars(values, self.step)
+            bar.set_postfix(
+                {
+                    k: f"{v:.4g}"
+                    for k, v in values.items()
+                    if k in ("loss", "images_per_second") or k.endswith("/loss")
+                }
+            )
+        return next((v for k, v in values.items() if k.endswith("loss")), float("nan"))
+
+    def _on_bad_step(self, last_saved: int) -> None:
+        self.bad_steps += 1
+        self.consecutive_bad += 1
+        if self.is_main:
+            log.warning(
+                "non-finite loss or gradient at step %d: step skipped (%d in a row, %d in all)",
+                self.step + 1,
+                self.consecutive_bad,
+                self.bad_steps,
+            )
+            if self.logger is not None:
+                self.logger.scalars({"bad_steps": float(self.bad_steps)}, self.step)
+        if self.consecutive_bad >= self.cfg.train.max_bad_steps:
+            kept = ckpt.latest_checkpoint(self.run_dir)
+            raise TrainingStopped(
+                f"stopping: {self.consecutive_bad} consecutive steps had a NaN/inf loss or gradient "
+                f"(train.max_bad_steps={self.cfg.train.max_bad_steps}); last good checkpoint kept: "
+                f"{kept or 'none yet'}. Try a lower train.lr, train.mixed_precision=no or bf16, or a "
+                f"smaller train.grad_clip."
+            )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def _save_network(network: torch.nn.Module, folder: Path) -> None:
+    """diffusers ModelMixin networks use save_pretrained (safetensors + config.json)."""
+    if hasattr(network, "save_pretrained"):
+        network.save_pretrained(str(folder), safe_serialization=True)
+    else:
+        from imagegen.factory import save_network
+
+        save_network(network, folder)
+
+
+def train(cfg: RunConfig, resume: str | None = None) -> TrainSummary:
+    """Train one run described by `cfg`; see docs/training.md."""
+    return Trainer(cfg, resume=resume).fit()

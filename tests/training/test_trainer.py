@@ -1,0 +1,165 @@
+"""The training loop: NaN guard, EMA warm-up, data sharding, 2-process CPU training."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from imagegen.training import checkpoint as ckpt
+from imagegen.training.data import DataPosition, ShardedBatchSampler, epoch_order
+from imagegen.training.ema import EMA
+from imagegen.training.objectives import DiffusionObjective
+from imagegen.training.trainer import Trainer, TrainingStopped
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _poison_steps(monkeypatch, bad_calls):
+    """Make the diffusion loss NaN on the given (1-based) calls."""
+    original, calls = DiffusionObjective.loss, {"n": 0}
+
+    def loss(self, *args, **kwargs):
+        calls["n"] += 1
+        value, logs = original(self, *args, **kwargs)
+        if calls["n"] in bad_calls:
+            value = value * float("nan")
+        return value, logs
+
+    monkeypatch.setattr(DiffusionObjective, "loss", loss)
+
+
+def test_nan_steps_are_skipped_and_counted(tiny_config, monkeypatch):
+    _poison_steps(monkeypatch, {2, 3})
+    summary = Trainer(tiny_config()).fit()
+    assert summary.step == 6 and summary.bad_steps == 2
+    assert ckpt.read_trainer_state(summary.checkpoint)["bad_steps"] == 2
+    logged = [json.loads(line) for line in (summary.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert max(entry["bad_steps"] for entry in logged) == 2
+    assert all(np.isfinite(entry["loss"]) for entry in logged if "loss" in entry)
+
+
+def test_ten_nan_steps_in_a_row_stop_the_run_and_keep_the_last_checkpoint(tiny_config, monkeypatch):
+    _poison_steps(monkeypatch, set(range(4, 100)))
+    trainer = Trainer(tiny_config("train.checkpoint_every=1", "train.max_steps=50"))
+    with pytest.raises(TrainingStopped, match="10 consecutive steps.*checkpoint-000003"):
+        trainer.fit()
+    assert [p.name for p in ckpt.list_checkpoints(trainer.run_dir)][-1] == "checkpoint-000003"
+
+
+def test_ema_warms_up_from_zero_toward_its_maximum():
+    net = torch.nn.Linear(4, 4)
+    ema = EMA(net, max_decay=0.999, inv_gamma=1.0, power=0.75)
+    decays = [ema.decay(step) for step in range(1, 10_000, 50)]
+    assert ema.decay(1) == 0.0  # the first update copies the model
+    assert all(a <= b for a, b in zip(decays, decays[1:])) and max(decays) <= 0.999
+    assert 0.9 < ema.decay(2_000) < 0.999
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.update(net)
+    assert torch.equal(ema.refresh().weight, net.weight)  # decay 0 on the first update
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.update(net)  # second update: decay 1 - 2^-0.75 ~ 0.41
+    expected = ema.decay(2)
+    assert 0.3 < expected < 0.5
+
+
+def test_short_runs_sample_from_trained_not_initial_weights(tiny_config):
+    """After 6 steps the warmed-up EMA has moved most of the way from the initial weights to the
+    model's; a constant 0.999 decay (no warm-up) would still be within 1% of the initial weights."""
+    from imagegen import factory
+
+    cfg = tiny_config()
+    torch.manual_seed(cfg.train.seed)
+    initial = factory.build_unet(cfg.model, 384)
+    trainer = Trainer(cfg)
+    trainer.fit()
+    model = trainer.accelerator.unwrap_model(trainer.objective.networks["model"])
+    averaged = trainer.ema.refresh()
+
+    def distance(a, b):
+        return sum(((p - q) ** 2).sum() for p, q in zip(a.parameters(), b.parameters())).sqrt().item()
+
+    travelled = distance(initial, model)
+    assert travelled > 0
+    assert distance(averaged, model) < 0.5 * travelled
+    assert distance(initial, averaged) > 0.5 * travelled
+
+
+def test_batches_are_sharded_not_duplicated():
+    one = ShardedBatchSampler(100, batch_size=8, seed=3, rank=0, world_size=1)
+    ranks = [ShardedBatchSampler(100, batch_size=4, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    single, pairs = iter(one), [iter(s) for s in ranks]
+    for _ in range(30):  # several epochs
+        global_batch = next(single)
+        a, b = next(pairs[0]), next(pairs[1])
+        assert not set(a) & set(b)
+        assert sorted(a + b) == sorted(global_batch)
+
+
+def test_sampler_resumes_from_a_position():
+    full = iter(ShardedBatchSampler(50, batch_size=5, seed=0, rank=0, world_size=1))
+    seen = [next(full) for _ in range(23)]
+    position = DataPosition()
+    for _ in range(11):
+        position.advance(5, 50)
+    resumed = iter(ShardedBatchSampler(50, batch_size=5, seed=0, rank=0, world_size=1, start=position))
+    assert [next(resumed) for _ in range(12)] == seen[11:]
+    assert sorted(np.concatenate(seen[:10])) == list(range(50))  # an epoch covers every index once
+    assert not np.array_equal(epoch_order(50, 0, 0), epoch_order(50, 0, 1))
+
+
+def test_two_process_cpu_training(tmp_path, text_cache_dir):
+    """Two CPU processes under `accelerate launch` (gloo): sharded data, main-only writes, loads in one.
+
+    accelerate 1.x's `--cpu` launcher starts a single process; `--multi_gpu` starts torchrun, and
+    with no GPU the trainer selects accelerate's MULTI_CPU (gloo) mode.
+    """
+    runs = tmp_path / "runs"
+    sets = [
+        f"train.output_dir={runs}",
+        f"text.cache_dir={text_cache_dir}",
+        "train.run_name=ddp",
+        "train.max_steps=4",
+        "train.checkpoint_every=2",
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "imagegen.train",
+        "--config",
+        str(REPO / "configs" / "tiny-test.yaml"),
+    ]
+    cmd += [arg for value in sets for arg in ("--set", value)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = runs / "ddp"
+    state = ckpt.read_trainer_state(ckpt.latest_checkpoint(run_dir))
+    assert state["num_processes"] == 2 and state["step"] == 4
+    assert state["position"]["offset"] == 4 * 8 * 2  # 4 steps x batch 8 x 2 processes, none repeated
+    logged = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert logged == sorted(set(logged)), "only the main process logs"
+    assert done.stdout.count("done: 4 steps") == 1, "only the main process prints the summary"
+    from imagegen.cascade.pipeline import load_pipeline
+
+    images = load_pipeline(run_dir, device="cpu")(["a red circle"], num_steps=2, seed=0)
+    assert images[0].size == (16, 16)
