@@ -113,7 +113,7 @@ class DiffusionPipeline:
         self.cfg: RunConfig = config_from_dict(yaml.safe_load((checkpoint / "config.yaml").read_text()))
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.encoder = factory.build_text_encoder(self.cfg.text, device=self.device)
-        self.model = EfficientUNet.from_pretrained(str(checkpoint / "ema")).to(self.device).eval()
+        self.model = EfficientUNet.from_pretrained(str(checkpoint / "ema" / "model")).to(self.device).eval()
         self.diffusion = factory.build_diffusion(self.cfg.diffusion)
 
     def __repr__(self) -> str:

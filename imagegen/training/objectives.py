@@ -31,7 +31,7 @@ class PhaseSpec:
 class Objective(Protocol):
     phases: tuple[str, ...]
     networks: dict[str, nn.Module]  # every trainable network, saved in checkpoints by name
-    ema_network: str  # the network whose EMA is sampled from
+    ema_networks: dict[str, float]  # networks that keep an EMA (sampled from) -> its maximum decay
 
     def phase_spec(self, phase: str) -> PhaseSpec: ...
 
@@ -45,7 +45,11 @@ class Objective(Protocol):
     ) -> tuple[torch.Tensor, dict[str, float]]: ...
 
     def sample(
-        self, network: nn.Module, text: TextEncoding, null_text: TextEncoding, generator: torch.Generator
+        self,
+        averaged: dict[str, nn.Module],
+        text: TextEncoding,
+        null_text: TextEncoding,
+        generator: torch.Generator,
     ) -> torch.Tensor: ...
 
 
@@ -53,11 +57,11 @@ class DiffusionObjective:
     """Imagen's denoising objective on one stage: one phase, the U-Net."""
 
     phases = ("denoiser",)
-    ema_network = "model"
 
     def __init__(self, cfg: RunConfig, unet: nn.Module, diffusion: Any, loss_fn: Any, sample_fn: Any):
         self.cfg = cfg
         self.networks = {"model": unet}
+        self.ema_networks = {"model": cfg.train.ema_max_decay}
         self.diffusion, self.loss_fn, self.sample_fn = diffusion, loss_fn, sample_fn
 
     def phase_spec(self, phase: str) -> PhaseSpec:
@@ -78,12 +82,12 @@ class DiffusionObjective:
         return loss, {"loss": loss}
 
     @torch.no_grad()
-    def sample(self, network, text, null_text, generator):
+    def sample(self, averaged, text, null_text, generator):
         sample = self.cfg.sample
         size = self.cfg.model.image_size
         shape = (text.tokens.shape[0], self.cfg.model.out_channels, size, size)
         return self.sample_fn(
-            network,
+            averaged["model"],
             shape,
             text.as_cond(),
             null_text.as_cond(),

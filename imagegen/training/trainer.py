@@ -159,12 +159,15 @@ class Trainer:
         self.null_text = self.text_cache.lookup([""])
         self.objective = build_objective(cfg, self.text_cache.dim)
         self._build_optimizers()
-        self.ema = EMA(
-            acc.unwrap_model(self.objective.networks[self.objective.ema_network]),
-            cfg.train.ema_max_decay,
-            cfg.train.ema_inv_gamma,
-            cfg.train.ema_power,
-        )
+        self.emas = {
+            name: EMA(
+                acc.unwrap_model(self.objective.networks[name]),
+                max_decay,
+                cfg.train.ema_inv_gamma,
+                cfg.train.ema_power,
+            )
+            for name, max_decay in self.objective.ema_networks.items()
+        }
         self.step, self.position = 0, DataPosition()
         if self.resume_from is not None:
             self._load(self.resume_from)
@@ -214,10 +217,11 @@ class Trainer:
         acc.save_state(str(tmp / "state"))  # optimizer, LR scheduler, RNG, raw weights
         final = None
         if self.is_main:
-            averaged = self.ema.refresh()
-            (tmp / "ema").mkdir()
-            _save_network(averaged, tmp / "ema")
-            self.ema.save(tmp / "ema")
+            for name, ema in self.emas.items():
+                folder = tmp / "ema" / name
+                folder.mkdir(parents=True)
+                _save_network(ema.refresh(), folder)
+                ema.save(folder)
             save_config(self.cfg, tmp / "config.yaml")
             ckpt.write_json_atomic(tmp / "trainer.json", self._trainer_state())  # written last
             final = ckpt.commit(tmp, self.step, self.cfg.train.keep_last)
@@ -229,7 +233,7 @@ class Trainer:
             "step": self.step,
             "position": self.position.to_dict(),
             "bad_steps": self.bad_steps,
-            "ema_step": self.ema.step_count,
+            "ema_steps": {name: ema.step_count for name, ema in self.emas.items()},
             "text_identity": self.text_cache.identity,
             "num_processes": self.accelerator.num_processes,
             "batch_size": self.cfg.train.batch_size,
@@ -238,7 +242,8 @@ class Trainer:
     def _load(self, checkpoint: Path) -> None:
         state = ckpt.read_trainer_state(checkpoint)
         self.accelerator.load_state(str(checkpoint / "state"))
-        self.ema.load(checkpoint / "ema", state["ema_step"])
+        for name, ema in self.emas.items():
+            ema.load(checkpoint / "ema" / name, state["ema_steps"][name])
         self.step, self.bad_steps = state["step"], state["bad_steps"]
         self.position = DataPosition(**state["position"])
         if self.is_main:
@@ -276,6 +281,8 @@ class Trainer:
         acc, accum = self.accelerator, len(micro_batches)
         spec = self.objective.phase_spec(phase)
         network, optimizer = self.objective.networks[spec.module], self.optimizers[phase]
+        for name, other in self.objective.networks.items():  # only this phase's network learns
+            other.requires_grad_(name == spec.module)
         logs: dict[str, torch.Tensor] = {}
         for i, micro in enumerate(micro_batches):
             with acc.no_sync(network) if i < accum - 1 else contextlib.nullcontext():
@@ -309,7 +316,8 @@ class Trainer:
             logs.update(
                 {f"{phase}/{k}" if len(self.objective.phases) > 1 else k: v for k, v in phase_logs.items()}
             )
-        self.ema.update(self.accelerator.unwrap_model(self.objective.networks[self.objective.ema_network]))
+        for name, ema in self.emas.items():
+            ema.update(self.accelerator.unwrap_model(self.objective.networks[name]))
         return logs
 
     # -- the loop ------------------------------------------------------------------------------
@@ -330,11 +338,11 @@ class Trainer:
         if not self.is_main:
             return None
         prompts = self.cfg.train.sample_prompts
-        network = self.ema.refresh()
+        averaged = {name: ema.refresh() for name, ema in self.emas.items()}
         device = self.accelerator.device
         text = self.text_cache.lookup(prompts).to(device)
         generator = torch.Generator(device=device).manual_seed(self.cfg.train.seed)
-        images = self.objective.sample(network, text, self.null_text.to(device), generator)
+        images = self.objective.sample(averaged, text, self.null_text.to(device), generator)
         return self.logger.write_grid(images, prompts, self.step)
 
     def fit(self, stop_at: int | None = None) -> TrainSummary:
@@ -402,7 +410,8 @@ class Trainer:
         images = (self.step - start_step) * self.cfg.train.batch_size * self.cfg.train.grad_accum_steps
         values["images_per_second"] = images * self.accelerator.num_processes / elapsed
         values["lr"] = self.schedulers[self.objective.phases[-1]].get_last_lr()[0]
-        values["ema_decay"] = self.ema.decay(self.ema.step_count)
+        for name, ema in self.emas.items():
+            values[f"ema_decay/{name}"] = ema.decay(ema.step_count)
         values["bad_steps"] = float(self.bad_steps)
         if self.logger is not None:
             self.logger.scalars(values, self.step)

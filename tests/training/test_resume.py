@@ -19,7 +19,7 @@ from imagegen.training.trainer import Trainer
 
 def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     state = load_file(str(checkpoint / "state" / "model.safetensors"))
-    shadow = load_file(str(checkpoint / "ema" / "ema_shadow.safetensors"))
+    shadow = load_file(str(checkpoint / "ema" / "model" / "ema_shadow.safetensors"))
     return {**state, **{f"ema.{k}": v for k, v in shadow.items()}}
 
 
@@ -85,7 +85,7 @@ def _check_all_complete(run_dir: Path) -> int:
         state = ckpt.read_trainer_state(checkpoint)
         assert state["step"] == int(checkpoint.name.split("-")[1])
         load_file(str(checkpoint / "state" / "model.safetensors"))
-        EfficientUNet.from_pretrained(str(checkpoint / "ema"))
+        EfficientUNet.from_pretrained(str(checkpoint / "ema" / "model"))
     return len(checkpoints)
 
 

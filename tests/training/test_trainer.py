@@ -82,7 +82,7 @@ def test_short_runs_sample_from_trained_not_initial_weights(tiny_config):
     trainer = Trainer(cfg)
     trainer.fit()
     model = trainer.accelerator.unwrap_model(trainer.objective.networks["model"])
-    averaged = trainer.ema.refresh()
+    averaged = trainer.emas["model"].refresh()
 
     def distance(a, b):
         return sum(((p - q) ** 2).sum() for p, q in zip(a.parameters(), b.parameters())).sqrt().item()
