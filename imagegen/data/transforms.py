@@ -152,22 +152,3 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
         raise ValueError(f"pil_to_tensor expects an RGB image, got mode {image.mode!r}; use to_rgb first")
     pixels = torch.from_numpy(np.array(image, dtype=np.uint8))  # [H, W, 3] uint8
     return pixels.permute(2, 0, 1).float().div_(127.5).sub_(1.0).contiguous()  # [3, H, W]
-
-
-def tensor_to_pil(image: torch.Tensor) -> Image.Image:
-    """Float tensor [3, H, W] (or [1, H, W]) in [-1, 1] -> 8-bit RGB (or L) PIL image.
-
-    Values are clamped to [-1, 1] and rounded: u8 = round((x + 1) * 127.5).
-    """
-    if image.ndim != 3 or image.shape[0] not in (1, 3):
-        raise ValueError(f"tensor_to_pil expects [3, H, W] or [1, H, W], got {tuple(image.shape)}")
-    pixels = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    array = pixels.permute(1, 2, 0).numpy()  # [H, W, C]
-    return Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)  # uint8 -> L or RGB
-
-
-def batch_to_pil(images: torch.Tensor) -> list[Image.Image]:
-    """Float tensor [B, 3, H, W] in [-1, 1] -> list of B RGB PIL images."""
-    if images.ndim != 4:
-        raise ValueError(f"batch_to_pil expects [B, C, H, W], got {tuple(images.shape)}")
-    return [tensor_to_pil(image) for image in images]

@@ -20,12 +20,6 @@ def tensor_to_pil(images) -> list[Image.Image]:
     return [Image.fromarray(img.transpose(1, 2, 0)) for img in array]  # -> [H, W, 3]
 
 
-def pil_to_array(image: Image.Image) -> np.ndarray:
-    """PIL image -> float32 [3, H, W] in [-1, 1] (RGB)."""
-    array = np.asarray(image.convert("RGB"), dtype=np.float32)  # [H, W, 3] in [0, 255]
-    return array.transpose(2, 0, 1) / 127.5 - 1.0
-
-
 def _label_lines(label: str, width_px: int) -> list[str]:
     chars = max(4, width_px // 6)  # the default PIL font is about 6 px per character
     return textwrap.wrap(label, chars)[:3] or [""]

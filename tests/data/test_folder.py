@@ -20,9 +20,9 @@ from imagegen.data.transforms import (
     parse_color,
     pil_to_tensor,
     resize_center_crop,
-    tensor_to_pil,
     to_rgb,
 )
+from imagegen.utils.images import tensor_to_pil
 
 SIDE = 8  # test images are SIDE x SIDE and read at resolution SIDE, so resizing is the identity
 
@@ -119,8 +119,8 @@ def test_tensor_round_trip_and_range():
     assert tensor.shape == (3, SIDE, SIDE) and tensor.dtype == torch.float32
     assert tensor.min() >= -1 and tensor.max() <= 1
     assert pil_to_tensor(Image.new("RGB", (1, 1), (0, 255, 0)))[:, 0, 0].tolist() == [-1.0, 1.0, -1.0]
-    assert np.array_equal(np.asarray(tensor_to_pil(tensor)), np.asarray(image))
-    assert tensor_to_pil(torch.full((1, 2, 2), 5.0)).getpixel((0, 0)) == 255  # clamped, grey -> L
+    assert np.array_equal(np.asarray(tensor_to_pil(tensor[None])[0]), np.asarray(image))
+    assert tensor_to_pil(torch.full((1, 3, 2, 2), 5.0))[0].getpixel((0, 0)) == (255, 255, 255)  # clamped
 
 
 def test_exif_orientation_is_applied(tmp_path):
