@@ -10,6 +10,7 @@ from typing import Any
 
 # Efficient U-Net layouts (Saharia et al. 2022, Appendix B, scaled down). Lists are per level,
 # highest resolution first; more res-blocks at low resolution; attention only at low resolution.
+# fmt: off
 UNET_PRESETS: dict[str, dict[str, Any]] = {
     # tests: 16 px, about 0.55M parameters
     "tiny16": dict(image_size=16, channels=[32, 64], num_res_blocks=[1, 1], self_attn=[False, True],
@@ -62,6 +63,8 @@ GAN_PRESETS: dict[str, dict[str, Any]] = {
     "gan128": dict(image_size=128, z_dim=100, gen_channels=[256, 256, 256, 256, 128, 64],
                    disc_channels=[32, 64, 128, 256, 256, 256]),
 }
+
+# fmt: on
 
 # config dataclass name -> its preset table (used by imagegen.config)
 PRESET_TABLES: dict[str, dict[str, dict[str, Any]]] = {
