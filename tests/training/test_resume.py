@@ -7,6 +7,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,26 +56,29 @@ def test_keep_last_prunes_old_checkpoints(tiny_config):
     assert names == ["checkpoint-000005", "checkpoint-000006"]
 
 
-def _kill_runs(config_args: list[str], runs: int, seed: int) -> list[float]:
-    """Start `runs` training processes on one run dir, SIGKILL each at a random moment."""
+def _kill_runs(config_args: list[str], run_dir: Path, runs: int, seed: int) -> None:
+    """Start `runs` training processes on one run dir; once each has committed a new checkpoint
+    (start-up time varies with load), SIGKILL it at a random moment 0-2 s later."""
     rng = random.Random(seed)
-    delays = []
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     for _ in range(runs):
+        seen = set(ckpt.list_checkpoints(run_dir))
         proc = subprocess.Popen(
             [sys.executable, "-m", "imagegen.train", *config_args, "--resume", "latest"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        delay = rng.uniform(4.0, 12.0)  # start-up takes ~4 s; checkpoints are written every step after
+        deadline = time.time() + 300
+        while (
+            time.time() < deadline and proc.poll() is None and not set(ckpt.list_checkpoints(run_dir)) - seen
+        ):
+            time.sleep(0.05)
         try:
-            proc.wait(timeout=delay)
+            proc.wait(timeout=rng.uniform(0.0, 2.0))
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-        delays.append(delay)
-    return delays
 
 
 def _check_all_complete(run_dir: Path) -> int:
@@ -103,7 +107,7 @@ def _sigkill_test(tmp_path: Path, text_cache_dir: Path, runs: int, seed: int) ->
         "train.max_steps=100000",
     ]
     args = ["--config", str(TINY)] + [arg for value in sets for arg in ("--set", value)]
-    _kill_runs(args, runs, seed)
+    _kill_runs(args, run_dir, runs, seed)
     complete = _check_all_complete(run_dir)
     assert complete >= 1, "no checkpoint was ever completed: raise the kill delays"
 
