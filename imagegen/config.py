@@ -12,6 +12,7 @@ table first, then the keys written beside it override them.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -92,14 +93,29 @@ class SampleConfig:
     guidance_scale: float = 5.0
     thresholding: str = "dynamic"  # "dynamic" | "static" | "none"
     threshold_percentile: float = 0.995
-    aug_level: float = 0.2  # super-resolution: noise level of the low-res input at sampling time
+    # super-resolution: noise level of the low-res input at sampling time, a fraction of
+    # num_timesteps (0.2 = timestep 200 of 1000; DeepFloyd IF uses 250 of 1000); 0 = clean input
+    aug_level: float = 0.2
 
 
 @dataclass
 class NoiseAugConfig:
-    max_level: float = 0.5  # training: low-res input noised at a level ~ U(0, max_level)
-    enabled: bool = True
-    random_crop: int = 0  # >0: train on random crops of this side (last SR stage, Imagen §B)
+    # Noise conditioning augmentation of a super-resolution stage's low-res input (Imagen §2.5):
+    # training noises it with q_sample at a level ~ U[0, max_level] (a fraction of num_timesteps)
+    # and gives the level to the model; sampling uses sample.aug_level
+    max_level: float = 0.5
+    enabled: bool = True  # false: the low-res input is always clean and its level 0 (ablation)
+
+
+@dataclass
+class SuperResConfig:
+    """Where a super-resolution stage's low-res input comes from in training (read when
+    model.lowres_cond is true)."""
+
+    lowres_size: int = 0  # side h = w of the low-res input: the previous stage's resolution
+    lowres_source: str = "downsample"  # "downsample" the training image | "render" (Shapes: the scene at h)
+    downsample: str = "area"  # "area" (box average) | "bicubic" (antialiased bicubic)
+    random_crop: int = 0  # >0: train on random crops of this side; sampling runs at full size (Imagen App. B)
 
 
 @dataclass
@@ -124,7 +140,7 @@ class GANConfig:
 
 @dataclass
 class TrainConfig:
-    objective: str = "diffusion"  # "diffusion" | "gan"
+    objective: str = "diffusion"  # "diffusion" | "gan" | "cascade" (every cascade.stages network jointly)
     batch_size: int = 32  # per process
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -161,17 +177,73 @@ class TrainConfig:
 
 
 @dataclass
+class SpeedConfig:
+    """Fast paths (docs/performance.md). Every default is the plain eager fp32 path; bf16 is
+    train.mixed_precision. Read by imagegen.training.fast and imagegen.cascade.fast_sampling."""
+
+    channels_last: bool = False  # NHWC conv weights, so activations too (faster on GPUs; slower on this CPU)
+    compile: bool = False  # torch.compile the denoiser's forward (training and sampling)
+    # "default" | "max-autotune-no-cudagraphs" | "reduce-overhead" | "max-autotune" (inductor only)
+    compile_mode: str = "default"
+    compile_backend: str = "inductor"  # "inductor" | "aot_eager" (traces without code generation: debugging)
+    activation_checkpointing: bool = False  # recompute U-Net levels in backward: less memory, +1 forward
+    attention_backend: str = "auto"  # "auto" (torch picks) | "flash" | "efficient" | "cudnn" | "math"
+    cuda_graphs_sampling: bool = False  # CUDA sampling: denoiser replayed as a CUDA graph ("reduce-overhead")
+    fused_adamw: bool = True  # CUDA: one fused AdamW kernel per step; false = torch's foreach AdamW
+    sync_free_step: bool = False  # NaN/inf guard with no host sync per step (fused AdamW's found_inf)
+
+
+@dataclass
+class StageConfig:
+    """One stage of a cascade trained in one run (`cascade.stages`): these sections replace the run's."""
+
+    stage: str = "base32"  # the stage's name: its folder, its phase and its EMA in the run
+    model: UNetConfig = field(default_factory=UNetConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    noise_aug: NoiseAugConfig = field(default_factory=NoiseAugConfig)
+    superres: SuperResConfig = field(default_factory=SuperResConfig)
+    lr: float = 0.0  # this stage's optimizer; 0 = train.lr
+
+
+@dataclass
+class CascadeConfig:
+    # train.objective "cascade": the stages, lowest resolution first, one optimizer and one EMA
+    # each; data.resolution is the last stage's, lower stages see it downsampled (or re-rendered)
+    stages: list[StageConfig] = field(default_factory=list)
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
-    stage: str = "base32"  # base32 | sr64 | sr128 | base64 | sr256 | sr1024
+    stage: str = "base32"  # base32 | sr64 | sr128 | base64 | sr256 | sr1024 (a joint run: "cascade")
     data: DataConfig = field(default_factory=DataConfig)
     text: TextConfig = field(default_factory=TextConfig)
     model: UNetConfig = field(default_factory=UNetConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     noise_aug: NoiseAugConfig = field(default_factory=NoiseAugConfig)
+    superres: SuperResConfig = field(default_factory=SuperResConfig)
     gan: GANConfig = field(default_factory=GANConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
+
+
+def stage_run_config(cfg: RunConfig, stage: StageConfig) -> RunConfig:
+    """The single-stage config of one stage of a joint run: what its cascade stage folder holds,
+    and what it would have been trained with as a run of its own."""
+    cfg, stage = copy.deepcopy(cfg), copy.deepcopy(stage)
+    return dataclasses.replace(
+        cfg,
+        stage=stage.stage,
+        data=dataclasses.replace(cfg.data, resolution=stage.model.image_size),
+        model=stage.model,
+        sample=stage.sample,
+        noise_aug=stage.noise_aug,
+        superres=stage.superres,
+        train=dataclasses.replace(cfg.train, objective="diffusion", lr=stage.lr or cfg.train.lr),
+        cascade=CascadeConfig(),
+    )
 
 
 # --------------------------------------------------------------------------------------------

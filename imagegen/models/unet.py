@@ -7,7 +7,9 @@ timestep embedding plus the projected pooled text embedding (plus, for super-res
 embedded noise-augmentation level) as the FiLM vector of every res-block; cross-attention to the
 projected text tokens with a learned null token; and, when `lowres_cond`, the low-resolution image
 upsampled bilinearly and concatenated to x_t. Text embeddings are layer-normalised before pooling
-and attention (Imagen, Section 2.2). Saving and loading go through diffusers' `ModelMixin`.
+and attention (Imagen, Section 2.2). Saving and loading go through diffusers' `ModelMixin`, and so
+does activation checkpointing: `enable_gradient_checkpointing()` recomputes each level (DBlock,
+middle, UBlock) in the backward pass instead of storing its activations.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class EfficientUNet(ModelMixin, ConfigMixin):
     `image_size` is recorded in the config for the stage that uses the model; it is not enforced.
     """
 
+    _supports_gradient_checkpointing = True  # diffusers' enable_gradient_checkpointing(): per level
+
     @register_to_config
     def __init__(
         self,
@@ -77,6 +81,7 @@ class EfficientUNet(ModelMixin, ConfigMixin):
         self_attn, cross_attn = list(self_attn), list(cross_attn)
         _check_layout(channels, num_res_blocks, self_attn, cross_attn)
         self.num_levels = len(channels)
+        self.gradient_checkpointing = False  # set by enable_gradient_checkpointing() (ModelMixin)
 
         # conditioning vector: time (+ augmentation level) + pooled text, all [B, cond_dim]
         self.time_embed = TimestepEmbedding(cond_dim)
@@ -157,12 +162,19 @@ class EfficientUNet(ModelMixin, ConfigMixin):
         x = self.init_conv(x.to(emb.dtype))  # [B, channels[0], H, W]
         skips = []
         for level in self.encoder:
-            x = level(x, emb, context, text_mask)
+            x = self._run_level(level, x, emb, context, text_mask)
             skips.append(x)
-        x = self.middle(x, emb, context, text_mask)
+        x = self._run_level(self.middle, x, emb, context, text_mask)
         for level, skip in zip(self.decoder, reversed(skips)):
-            x = level(x, skip, emb, context, text_mask)
+            x = self._run_level(level, x, skip, emb, context, text_mask)
         return self.out(x).to(x_t.dtype)
+
+    def _run_level(self, level: nn.Module, *inputs: Tensor | None) -> Tensor:
+        """level(*inputs), recomputed in backward instead of stored when checkpointing is on."""
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            # keeps only the level's inputs; the RNG state is restored, so dropout masks repeat
+            return self._gradient_checkpointing_func(level, *inputs)
+        return level(*inputs)
 
     def _conditioning(
         self, t: Tensor, text_tokens: Tensor, text_pooled: Tensor, aug_level: Tensor | None, batch: int

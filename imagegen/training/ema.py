@@ -39,8 +39,15 @@ class EMA:
         return float(self._ema.get_decay(self.step_count + 1 if step is None else step))
 
     @torch.no_grad()
-    def update(self, network: nn.Module) -> None:
-        self._ema.step(network.parameters())
+    def update(self, network: nn.Module, skipped: torch.Tensor | None = None) -> None:
+        """One EMA step; `skipped` (a device flag, speed.sync_free_step) makes it the identity
+        without a host sync."""
+        if skipped is None:
+            self._ema.step(network.parameters())
+        else:
+            from imagegen.training.fast import masked_ema_update
+
+            masked_ema_update(self._ema, network.parameters(), skipped)
 
     @torch.no_grad()
     def refresh(self) -> nn.Module:

@@ -30,6 +30,7 @@ from imagegen.training import checkpoint as ckpt
 from imagegen.training.build import build_objective, build_text_cache, build_train_dataset
 from imagegen.training.data import DataPosition, ShardedBatchSampler, make_loader
 from imagegen.training.ema import EMA
+from imagegen.training.fast import StepGuard, adamw_options, compile_network, prepare_network
 from imagegen.training.logs import RunLogger
 
 log = logging.getLogger("imagegen.train")
@@ -91,7 +92,7 @@ def find_resume(cfg: RunConfig, resume: str) -> tuple[Path, Path] | None:
 
 
 # Config sections that must match for a checkpoint to load into the networks being built.
-ARCHITECTURE_KEYS = ("model", "gan", "stage")
+ARCHITECTURE_KEYS = ("model", "gan", "stage", "superres", "cascade")
 
 
 def check_resumable(saved: dict[str, Any], cfg: RunConfig) -> None:
@@ -101,6 +102,14 @@ def check_resumable(saved: dict[str, Any], cfg: RunConfig) -> None:
         if key == "text":
             old = {k: saved["text"].get(k) for k in ("encoder", "name_or_path", "max_length")}
             new = {k: current["text"][k] for k in old}
+        elif key == "cascade":  # each stage's networks; its sampling defaults and lr may change
+            old, new = (
+                {
+                    f"stages.{i}": {k: stage.get(k) for k in ("stage", "model", "superres")}
+                    for i, stage in enumerate(cfg_["stages"])
+                }
+                for cfg_ in (saved.get("cascade") or {"stages": []}, current["cascade"])
+            )
         else:
             old, new = saved.get(key), current[key]
         differing += ckpt.diff_keys({key: old}, {key: new})
@@ -186,17 +195,22 @@ class Trainer:
         from diffusers.optimization import get_scheduler
 
         acc, train = self.accelerator, self.cfg.train
-        nets = self.objective.networks
+        nets, speed = self.objective.networks, self.cfg.speed
         for name in list(nets):
-            nets[name] = acc.prepare(nets[name])
-        self.optimizers, self.schedulers = {}, {}
+            nets[name] = compile_network(acc.prepare(prepare_network(nets[name], speed)), speed)
+        self.optimizers, self.schedulers, self.guards = {}, {}, {}
         for phase in self.objective.phases:
             spec = self.objective.phase_spec(phase)
             params = [p for p in nets[spec.module].parameters() if p.requires_grad]
-            fused = {"fused": True} if acc.device.type == "cuda" else {}
             optimizer = torch.optim.AdamW(
-                params, lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay, **fused
+                params,
+                lr=spec.lr,
+                betas=spec.betas,
+                weight_decay=spec.weight_decay,
+                **adamw_options(speed, acc.device),
             )
+            reduce = (lambda t: acc.reduce(t, reduction="sum")) if acc.num_processes > 1 else None
+            self.guards[phase] = StepGuard(acc.device, sync_free=speed.sync_free_step, reduce_sum=reduce)
             kind = "cosine" if train.lr_schedule == "cosine" else "constant_with_warmup"
             scheduler = get_scheduler(
                 kind,
@@ -277,10 +291,19 @@ class Trainer:
             finite = self.accelerator.reduce(finite, reduction="sum") / self.accelerator.num_processes
         return bool(finite.item() == 1.0)
 
-    def _run_phase(self, phase: str, micro_batches, generator) -> tuple[bool, dict[str, torch.Tensor]]:
+    def _run_phase(
+        self, phase: str, micro_batches, generator
+    ) -> tuple[bool | torch.Tensor, dict[str, torch.Tensor]]:
+        """Losses, backward, clipping and the optimizer step of one phase.
+
+        Returns (ok, logs). With speed.sync_free_step, `ok` is the device flag "this step was
+        applied" (1 - found_inf) and nothing is read on the host; otherwise a bool, False when a
+        NaN/inf skipped the step.
+        """
         acc, accum = self.accelerator, len(micro_batches)
         spec = self.objective.phase_spec(phase)
         network, optimizer = self.objective.networks[spec.module], self.optimizers[phase]
+        guard, sync_free = self.guards[phase], self.cfg.speed.sync_free_step
         for name, other in self.objective.networks.items():  # only this phase's network learns
             other.requires_grad_(name == spec.module)
         logs: dict[str, torch.Tensor] = {}
@@ -290,13 +313,22 @@ class Trainer:
                     loss, parts = self.objective.loss(
                         phase, micro["batch"], micro["text"], self.null_text.to(acc.device), generator
                     )
-                if not self._all_finite(loss):
+                if sync_free:
+                    guard.observe(loss)
+                elif not self._all_finite(loss):
                     optimizer.zero_grad(set_to_none=True)
                     return False, logs
                 acc.backward(loss / accum)
             for key, value in parts.items():
                 logs[key] = logs.get(key, 0.0) + value.detach().float() / accum
         grad_norm = acc.clip_grad_norm_(network.parameters(), self.cfg.train.grad_clip or math.inf)
+        if sync_free:
+            if grad_norm is not None:
+                guard.observe(torch.as_tensor(grad_norm))
+            skipped = guard.step(optimizer)  # fused AdamW skips on the device flag
+            self.schedulers[phase].step()
+            optimizer.zero_grad(set_to_none=True)
+            return 1.0 - skipped, logs
         if grad_norm is not None and not self._all_finite(torch.as_tensor(grad_norm)):
             optimizer.zero_grad(set_to_none=True)
             return False, logs
@@ -309,15 +341,19 @@ class Trainer:
         """One optimizer step of every phase; None when a NaN/inf skipped it."""
         micro_batches = self._next_micro_batches()
         generator, logs = self._generator(), {}
+        applied = None  # sync-free: a device flag, 1.0 when every phase's step was applied
         for phase in self.objective.phases:
             ok, phase_logs = self._run_phase(phase, micro_batches, generator)
-            if not ok:
+            if isinstance(ok, torch.Tensor):
+                applied = ok if applied is None else applied * ok
+            elif not ok:
                 return None
             logs.update(
                 {f"{phase}/{k}" if len(self.objective.phases) > 1 else k: v for k, v in phase_logs.items()}
             )
         for name, ema in self.emas.items():
-            ema.update(self.accelerator.unwrap_model(self.objective.networks[name]))
+            network = self.accelerator.unwrap_model(self.objective.networks[name])
+            ema.update(network, skipped=None if applied is None else 1.0 - applied)
         return logs
 
     # -- the loop ------------------------------------------------------------------------------
@@ -327,12 +363,11 @@ class Trainer:
             return True
         if self.cfg.train.max_minutes <= 0:
             return False
-        out_of_time = torch.tensor(
-            [float(time.time() - started > 60 * self.cfg.train.max_minutes)], device=self.accelerator.device
-        )
-        if self.accelerator.num_processes > 1:  # every process must stop at the same step
-            out_of_time = self.accelerator.reduce(out_of_time, reduction="sum")
-        return bool(out_of_time.item() > 0)
+        out_of_time = time.time() - started > 60 * self.cfg.train.max_minutes
+        if self.accelerator.num_processes == 1:
+            return out_of_time  # no device read: a GPU step queue is not drained every step
+        flag = torch.tensor([float(out_of_time)], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)  # all stop at one step
 
     def sample_grid(self) -> Path | None:
         if not self.is_main:
@@ -372,6 +407,8 @@ class Trainer:
             self.step += 1
             bar.update(1)
             if self.step % cfg.train.log_every == 0 or self.step == 1:
+                if cfg.speed.sync_free_step:
+                    self._read_guards(last_saved)
                 last_loss = self._log(logs, bar, started, start_step)
             if cfg.train.checkpoint_every and self.step % cfg.train.checkpoint_every == 0:
                 self.save()
@@ -423,6 +460,17 @@ class Trainer:
                 }
             )
         return next((v for k, v in values.items() if k.endswith("loss")), float("nan"))
+
+    def _read_guards(self, last_saved: int) -> None:
+        """speed.sync_free_step: skipped steps are counted on the device; read them at log steps
+        (the step counter advanced over them, as with GradScaler) and stop as _on_bad_step does."""
+        counts = [guard.read() for guard in self.guards.values()]
+        self.bad_steps = max(c["skipped"] for c in counts)
+        self.consecutive_bad = max(c["consecutive"] for c in counts)
+        if self.consecutive_bad >= self.cfg.train.max_bad_steps:
+            self.consecutive_bad -= 1  # _on_bad_step counts the last one again
+            self.bad_steps -= 1
+            self._on_bad_step(last_saved)
 
     def _on_bad_step(self, last_saved: int) -> None:
         self.bad_steps += 1

@@ -163,3 +163,37 @@ def test_two_process_cpu_training(tmp_path, text_cache_dir):
 
     images = load_pipeline(run_dir, device="cpu")(["a red circle"], num_steps=2, seed=0)
     assert images[0].size == (16, 16)
+
+
+def _final_weights(summary) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    folder = summary.checkpoint / "ema" / "model"
+    return load_file(str(next(folder.glob("*.safetensors"))))
+
+
+def test_sync_free_step_trains_like_the_plain_step(tiny_config):
+    """speed.sync_free_step (fused AdamW honouring a device found_inf flag, masked EMA) gives the
+    same weights as the default guarded step when every loss is finite."""
+    plain = Trainer(tiny_config("train.run_name=plain")).fit()
+    fast = Trainer(tiny_config("train.run_name=fast", "speed.sync_free_step=true")).fit()
+    a, b = _final_weights(plain), _final_weights(fast)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=2e-4)  # fused vs foreach rounding
+
+
+def test_sync_free_step_skips_and_counts_non_finite_steps(tiny_config, monkeypatch):
+    """A NaN loss changes no weight: the run stays finite, and the skipped steps are counted at log
+    steps (the step counter advances over them, as with GradScaler)."""
+    _poison_steps(monkeypatch, {2, 3})
+    summary = Trainer(tiny_config("speed.sync_free_step=true", "train.log_every=1")).fit()
+    assert summary.step == 6 and summary.bad_steps == 2
+    assert all(torch.isfinite(t).all() for t in _final_weights(summary).values())
+
+
+def test_sync_free_step_stops_after_too_many_skipped_steps(tiny_config, monkeypatch):
+    _poison_steps(monkeypatch, set(range(4, 100)))
+    trainer = Trainer(tiny_config("speed.sync_free_step=true", "train.log_every=1", "train.max_steps=50"))
+    with pytest.raises(TrainingStopped, match="10 consecutive steps"):
+        trainer.fit()
