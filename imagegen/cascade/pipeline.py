@@ -19,6 +19,7 @@ import yaml
 from PIL import Image
 
 from imagegen import factory
+from imagegen.cascade.fast_sampling import sampling_network
 from imagegen.config import RunConfig, config_from_dict
 from imagegen.utils.images import tensor_to_pil
 from imagegen.utils.runs import latest_checkpoint
@@ -114,6 +115,8 @@ class DiffusionPipeline:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.encoder = factory.build_text_encoder(self.cfg.text, device=self.device)
         self.model = EfficientUNet.from_pretrained(str(checkpoint / "ema" / "model")).to(self.device).eval()
+        # eager on CPU; compiled or CUDA-graph replayed per the run's `speed` section on a GPU
+        self.denoiser = sampling_network(self.model, self.cfg.speed, self.device)
         self.diffusion = factory.build_diffusion(self.cfg.diffusion)
 
     def __repr__(self) -> str:
@@ -146,7 +149,7 @@ class DiffusionPipeline:
         size = self.cfg.model.image_size
         sample = self.cfg.sample
         images = sample_images(
-            self.model,
+            self.denoiser,
             (len(prompts), self.cfg.model.out_channels, size, size),
             text.as_cond(),
             null.as_cond(),
@@ -176,8 +179,24 @@ class DiffusionPipeline:
 
 
 def load_pipeline(path: str | Path | None = None, device: str | torch.device | None = None):
-    """Load a run, checkpoint (or, with the cascade, a cascade folder) for repeated generation."""
-    return DiffusionPipeline(resolve_checkpoint(path), device=device)
+    """Load a run, checkpoint or cascade folder (manifest.json) for repeated generation."""
+    from imagegen.cascade.manifest import is_cascade_folder
+
+    if is_cascade_folder(path):
+        from imagegen.cascade.cascade_pipeline import CascadePipeline
+
+        return CascadePipeline(path, device=device)
+    return open_checkpoint(resolve_checkpoint(path), device=device)
+
+
+def open_checkpoint(checkpoint: Path, device: str | torch.device | None = None):
+    """The pipeline of one checkpoint folder, by its config's `train.objective`: diffusion or GAN."""
+    saved = yaml.safe_load((checkpoint / "config.yaml").read_text()) or {}
+    if saved.get("train", {}).get("objective") == "gan":
+        from imagegen.cascade.gan_pipeline import GANPipeline
+
+        return GANPipeline(checkpoint, device=device)
+    return DiffusionPipeline(checkpoint, device=device)
 
 
 _LOADED: dict[tuple[str, str], DiffusionPipeline] = {}
@@ -185,7 +204,7 @@ _LOADED: dict[tuple[str, str], DiffusionPipeline] = {}
 
 def generate(
     prompt: str | list[str],
-    guidance_scale: float = 5.0,
+    guidance_scale: float | None = None,
     num_steps: int | None = None,
     sampler: str | None = None,
     seed: int | None = 0,
@@ -193,21 +212,51 @@ def generate(
     model: str | Path | None = None,
     num_images_per_prompt: int = 1,
     device: str | None = None,
+    truncation: float | None = None,
+    **cascade_options,
 ) -> list[Image.Image]:
     """Text -> images with a trained model (loaded once per path and kept for later calls).
 
     `prompt`: a string or a list of strings ("" = unconditional); `guidance_scale` w >= 0
-    (1 = conditional only); `num_steps`/`sampler` default to the run's `sample` config;
-    `negative_prompt` replaces the unconditional branch; `model`: run dir, checkpoint, or None
-    for the newest run under runs/. Returns len(prompt) * num_images_per_prompt PIL images.
+    (1 = conditional only; None = 5.0, or each stage's default for a cascade); `num_steps`/`sampler`
+    default to the run's `sample` config; `negative_prompt` replaces the unconditional branch;
+    `model`: run dir, checkpoint, cascade folder, or None for the newest run under runs/.
+    `cascade_options` (cascade folders only): `stage_overrides`, `stop_after`, `lowres_image`,
+    `output_type` (see `CascadePipeline.__call__`). `truncation` (GAN runs only; None = the run's
+    gan.truncation): a diffusion model ignores it with a warning, and a GAN ignores guidance_scale,
+    num_steps, sampler and negative_prompt with a warning. Returns len(prompt) * num_images_per_prompt
+    PIL images.
     """
+    from imagegen.cascade.manifest import is_cascade_folder
+
+    if is_cascade_folder(model):
+        from imagegen.cascade.cascade_pipeline import generate_cascade
+
+        return generate_cascade(
+            prompt,
+            model=model,
+            device=device,
+            guidance_scale=guidance_scale,
+            num_steps=num_steps,
+            sampler=sampler,
+            seed=seed,
+            negative_prompt=negative_prompt,
+            num_images_per_prompt=num_images_per_prompt,
+            **cascade_options,
+        )
+    if cascade_options:
+        raise ValueError(f"{sorted(cascade_options)}: only a cascade folder (with manifest.json) takes these")
     normalize_prompts(prompt)
-    check_guidance(guidance_scale)
+    check_guidance(5.0 if guidance_scale is None else guidance_scale)
     check_seed(seed)
     check_count(num_images_per_prompt, "num_images_per_prompt")
     key = (str(resolve_checkpoint(model).resolve()), str(device))
     if key not in _LOADED:
-        _LOADED[key] = DiffusionPipeline(Path(key[0]), device=device)
+        _LOADED[key] = open_checkpoint(Path(key[0]), device=device)
+    gan_options = {"truncation": truncation}  # a GAN: no guidance scale unless one is given
+    if isinstance(_LOADED[key], DiffusionPipeline):
+        guidance_scale, gan_options = 5.0 if guidance_scale is None else guidance_scale, {}
+        _ignore_truncation(truncation, key[0])
     return _LOADED[key](
         prompt,
         guidance_scale=guidance_scale,
@@ -216,4 +265,16 @@ def generate(
         seed=seed,
         negative_prompt=negative_prompt,
         num_images_per_prompt=num_images_per_prompt,
+        **gan_options,
     )
+
+
+_WARNED_TRUNCATION: set[str] = set()
+
+
+def _ignore_truncation(truncation: float | None, checkpoint: str) -> None:
+    """A diffusion model ignores `truncation` with a warning (once per model), as a GAN ignores
+    guidance_scale: one call site can sweep both kinds of model."""
+    if truncation is not None and checkpoint not in _WARNED_TRUNCATION:
+        _WARNED_TRUNCATION.add(checkpoint)
+        log.warning("truncation applies only to a GAN; ignored by the diffusion model %s", checkpoint)

@@ -121,3 +121,27 @@ def save_network(network: nn.Module, folder: Path) -> None:
     (folder / CONFIG_FILE).write_text(
         json.dumps({"class": type(network).__name__, "config": config}, indent=2)
     )
+
+
+NETWORK_CLASSES = ("Generator", "Discriminator")  # what load_network rebuilds (imagegen.gan)
+
+
+def load_network(folder: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a network written by `save_network`: class and config from network.json, weights
+    from safetensors (no pickle). Raises FileNotFoundError / ValueError naming what is wrong."""
+    from safetensors.torch import load_file
+
+    from imagegen import gan
+
+    folder = Path(folder)
+    if not (folder / CONFIG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"{folder} is not a saved network (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
+    saved = json.loads((folder / CONFIG_FILE).read_text())
+    if saved.get("class") not in NETWORK_CLASSES:
+        raise ValueError(
+            f"{folder / CONFIG_FILE}: cannot rebuild class {saved.get('class')!r}; "
+            f"known: {', '.join(NETWORK_CLASSES)}"
+        )
+    network = getattr(gan, saved["class"])(**saved["config"])
+    network.load_state_dict(load_file(str(folder / WEIGHTS_FILE), device=str(map_location)))
+    return network.to(map_location).eval()

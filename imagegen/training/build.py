@@ -18,10 +18,13 @@ from imagegen.training.objectives import DiffusionObjective
 
 log = logging.getLogger("imagegen.train")
 
-OBJECTIVES = ("diffusion", "gan")
+OBJECTIVES = ("diffusion", "gan", "cascade")
 
 
 def build_train_dataset(cfg: RunConfig):
+    from imagegen.training.sr_objective import check_run_config
+
+    check_run_config(cfg)  # super-resolution / cascade settings fail here, before any compute
     return factory.build_dataset(cfg.data)
 
 
@@ -47,14 +50,39 @@ def build_text_cache(cfg: RunConfig, dataset, accelerator: Accelerator):
     return cache
 
 
+def build_stage_objective(cfg: RunConfig, text_dim: int):
+    """One diffusion stage: text-to-image, or super-resolution when model.lowres_cond."""
+    from imagegen.diffusion import sample_images
+    from imagegen.training.sr_objective import SuperResObjective
+
+    unet = factory.build_unet(cfg.model, text_dim)
+    diffusion = factory.build_diffusion(cfg.diffusion)
+    loss = factory.build_diffusion_loss(cfg.diffusion, diffusion)
+    kind = SuperResObjective if cfg.model.lowres_cond else DiffusionObjective
+    return kind(cfg, unet, diffusion, loss, sample_images)
+
+
 def build_objective(cfg: RunConfig, text_dim: int):
     if cfg.train.objective == "diffusion":
-        from imagegen.diffusion import sample_images
+        return build_stage_objective(cfg, text_dim)
+    if cfg.train.objective == "cascade":
+        from imagegen.config import stage_run_config
+        from imagegen.training.sr_objective import CascadeObjective
 
-        unet = factory.build_unet(cfg.model, text_dim)
-        diffusion = factory.build_diffusion(cfg.diffusion)
-        loss = factory.build_diffusion_loss(cfg.diffusion, diffusion)
-        return DiffusionObjective(cfg, unet, diffusion, loss, sample_images)
+        stages = {
+            s.stage: build_stage_objective(stage_run_config(cfg, s), text_dim) for s in cfg.cascade.stages
+        }
+        return CascadeObjective(cfg, stages)
+    if cfg.train.objective == "gan":
+        from imagegen.training.gan_objective import GANObjective
+
+        if cfg.gan.image_size != cfg.data.resolution:
+            raise ValueError(
+                f"gan.image_size is {cfg.gan.image_size} but data.resolution is {cfg.data.resolution}; "
+                "they must match (the GAN trains on the data at its own resolution)"
+            )
+        generator_net, discriminator_net = factory.build_gan(cfg.gan, text_dim, cfg.gan.image_size)
+        return GANObjective(cfg, generator_net, discriminator_net)
     raise ValueError(
         f"train.objective: unknown objective {cfg.train.objective!r}; allowed: {', '.join(OBJECTIVES)}"
     )
