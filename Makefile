@@ -32,5 +32,10 @@ test: lint
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
+# GAN vs diffusion on Shapes, same data / encoder / 32 px / 10 minutes each, then sweeps (about
+# 35-40 minutes on 2 quiet cores; docs/results.md). Smoke test: benchmarks/compare_gan_diffusion.py --quick
+bench-cpu: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/compare_gan_diffusion.py --profile cpu
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -29,6 +29,7 @@ FIT_SIDES: dict[str, float] = {"small": 0.25, "large": 0.375}  # box side / imag
 FIT_NOISE = 0.05  # std of added Gaussian noise in [-1, 1] units (the scorer's robustness target)
 FIT_BLUR = (0.2, 0.9)  # range of Gaussian blur sigma in px (0.9 is about a 3 x 3 box blur)
 
+
 def degrade(image: np.ndarray, rng: np.random.Generator, noise: float = 0.0, blur: float = 0.0) -> np.ndarray:
     """uint8 [H, W, 3] -> uint8 [H, W, 3] blurred (Gaussian, sigma `blur` px), then noised.
 
@@ -42,8 +43,9 @@ def degrade(image: np.ndarray, rng: np.random.Generator, noise: float = 0.0, blu
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
 
-def _single_shape_spec(shape: str, box: list[float], color: str = "yellow",
-                       background: str = "black") -> dict[str, Any]:
+def _single_shape_spec(
+    shape: str, box: list[float], color: str = "yellow", background: str = "black"
+) -> dict[str, Any]:
     """A full-truth spec with one instance (size is not read by the renderer)."""
     instance = {"shape": shape, "color": color, "size": "large", "box": box}
     return {"background": background, "instances": [instance]}
@@ -56,12 +58,17 @@ def shape_geometry(shape: str, resolution: int = 256) -> tuple[float, float, flo
     stats = moments(image[..., 0] / COLORS["yellow"][0])  # coverage: red channel over black (0)
     side = (high - low) * resolution
     box_centre = (low + high) / 2 * resolution - 0.5  # in pixel-centre coordinates
-    return (stats.area / side**2, side / np.sqrt(stats.var_x), side / np.sqrt(stats.var_y),
-            (box_centre - stats.centre_y) / side)
+    return (
+        stats.area / side**2,
+        side / np.sqrt(stats.var_x),
+        side / np.sqrt(stats.var_y),
+        (box_centre - stats.centre_y) / side,
+    )
 
 
-def _training_moments(rng: np.random.Generator, resolution: int, shape: str, side: float,
-                      degradation: int) -> Moments | None:
+def _training_moments(
+    rng: np.random.Generator, resolution: int, shape: str, side: float, degradation: int
+) -> Moments | None:
     """One random render of a single shape, degraded by kind 0 clean, 1 noise, 2 blur, 3 both."""
     x0, y0 = rng.uniform(0.04, 0.96 - side, size=2)
     color, background = rng.choice(list(COLORS)), rng.choice(list(BACKGROUNDS))
@@ -87,15 +94,19 @@ def fit_shape_model(seed: int = 0, per_cell: int = 100) -> ShapeModel:
     return ShapeModel(SHAPES, *geometry.T, intercepts, slopes, np.linalg.inv(covariance))
 
 
-def _fit_shape(rng: np.random.Generator, shape: str, fill: float,
-               per_cell: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _fit_shape(
+    rng: np.random.Generator, shape: str, fill: float, per_cell: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Least-squares features = intercept + slope / side over one shape's renders.
 
     Returns (intercept [F], slope [F], residuals [N, F] rescaled to REFERENCE_SIDE).
     """
     cells = [(resolution, side) for resolution in FIT_RESOLUTIONS for side in FIT_SIDES.values()]
-    samples = [_training_moments(rng, resolution, shape, side, count % 4)
-               for resolution, side in cells for count in range(per_cell)]
+    samples = [
+        _training_moments(rng, resolution, shape, side, count % 4)
+        for resolution, side in cells
+        for count in range(per_cell)
+    ]
     samples = [stats for stats in samples if stats is not None]
     features = np.stack([stats.features for stats in samples])  # [N, F]
     sides = np.sqrt(np.array([stats.area for stats in samples]) / fill)  # [N] box side in px

@@ -98,8 +98,12 @@ def relations_between(a: Detection, b: Detection) -> set[str]:
     if np.all(np.abs(shrunk) < 1e-3) or norm == 0.0:
         return set()
     share_x, share_y = shrunk / norm
-    names = {"left of": share_x < -POSITION_DOMINANCE, "right of": share_x > POSITION_DOMINANCE,
-             "above": share_y < -POSITION_DOMINANCE, "below": share_y > POSITION_DOMINANCE}
+    names = {
+        "left of": share_x < -POSITION_DOMINANCE,
+        "right of": share_x > POSITION_DOMINANCE,
+        "above": share_y < -POSITION_DOMINANCE,
+        "below": share_y > POSITION_DOMINANCE,
+    }
     return {name for name, holds in names.items() if holds}
 
 
@@ -110,12 +114,19 @@ def _describe(obj: dict[str, Any], count: int) -> str:
 
 def _near_misses(obj: dict[str, Any], detections: list[Detection]) -> str:
     """What was found instead: same colour with other shapes, same shape in other colours."""
-    colour = sorted({found.shape or "unknown shape" for found in detections if found.color == obj["color"]
-                     and found.shape != obj["shape"]})
-    shape = sorted({found.color for found in detections if found.shape == obj["shape"]
-                    and found.color != obj["color"]})
+    colour = sorted(
+        {
+            found.shape or "unknown shape"
+            for found in detections
+            if found.color == obj["color"] and found.shape != obj["shape"]
+        }
+    )
+    shape = sorted(
+        {found.color for found in detections if found.shape == obj["shape"] and found.color != obj["color"]}
+    )
     parts = ([f"{obj['color']}: {', '.join(colour)}"] if colour else []) + (
-        [f"{PLURALS[obj['shape']]}: {', '.join(shape)}"] if shape else [])
+        [f"{PLURALS[obj['shape']]}: {', '.join(shape)}"] if shape else []
+    )
     return f" ({'; '.join(parts)})" if parts else ""
 
 
@@ -133,8 +144,9 @@ class _Checker:
         return bool(passed)
 
 
-def _check_objects(checker: _Checker, spec: dict[str, Any],
-                   detections: list[Detection]) -> list[list[Detection]]:
+def _check_objects(
+    checker: _Checker, spec: dict[str, Any], detections: list[Detection]
+) -> list[list[Detection]]:
     """Exact counts per (colour, shape) and named sizes; returns each object's matches ([] if failed)."""
     wanted: Counter[tuple[str, str]] = Counter()
     for obj in spec["objects"]:
@@ -148,8 +160,11 @@ def _check_objects(checker: _Checker, spec: dict[str, Any],
         matches.append(found if ok else [])
         if obj.get("size") is not None:
             sizes = sorted({match.size for match in found})
-            checker.record(f"size[{index}]", ok and sizes == [obj["size"]],
-                           f"expected {obj['size']} {obj['color']} {obj['shape']}, found sizes {sizes}")
+            checker.record(
+                f"size[{index}]",
+                ok and sizes == [obj["size"]],
+                f"expected {obj['size']} {obj['color']} {obj['shape']}, found sizes {sizes}",
+            )
     return matches
 
 
@@ -164,12 +179,17 @@ def _check_relation(checker: _Checker, spec: dict[str, Any], matches: list[list[
         return
     found = [relations_between(a, b) for a in first for b in second]
     holds = all(kind in names for names in found)
-    checker.record("relation", holds, f"expected objects[{relation['a']}] {kind} objects[{relation['b']}], "
-                   f"found {sorted(set().union(*found)) or 'no clear relation'}")
+    checker.record(
+        "relation",
+        holds,
+        f"expected objects[{relation['a']}] {kind} objects[{relation['b']}], "
+        f"found {sorted(set().union(*found)) or 'no clear relation'}",
+    )
 
 
-def score_detections(background: str | None, detections: list[Detection], spec: dict[str, Any],
-                     closed_world: bool = False) -> ScoreResult:
+def score_detections(
+    background: str | None, detections: list[Detection], spec: dict[str, Any], closed_world: bool = False
+) -> ScoreResult:
     """Check a spec against detections (from `detect`, or `detections_from_spec` for ground truth).
 
     Checks, in order: `background` (when named), `objects[i]` (exactly the requested number of
@@ -181,14 +201,20 @@ def score_detections(background: str | None, detections: list[Detection], spec: 
     check_spec(spec)
     checker = _Checker()
     if spec.get("background") is not None:
-        checker.record("background", background == spec["background"],
-                       f"expected a {spec['background']} background, found {background}")
+        checker.record(
+            "background",
+            background == spec["background"],
+            f"expected a {spec['background']} background, found {background}",
+        )
     matches = _check_objects(checker, spec, detections)
     _check_relation(checker, spec, matches)
     if closed_world:
         asked = {(obj["color"], obj["shape"]) for obj in spec["objects"]}
-        extra = [f"{found.color} {found.shape or 'unknown shape'}" for found in detections
-                 if (found.color, found.shape) not in asked]
+        extra = [
+            f"{found.color} {found.shape or 'unknown shape'}"
+            for found in detections
+            if (found.color, found.shape) not in asked
+        ]
         checker.record("extras", not extra, f"unrequested objects: {', '.join(extra)}")
     passed = all(checker.checks.values())
     reason = "ok" if passed else next(iter(checker.reasons.values()))
@@ -220,6 +246,14 @@ def detections_from_spec(spec: dict[str, Any]) -> tuple[str, list[Detection]]:
     for instance in spec["instances"]:
         x0, y0, x1, y1 = instance["box"]
         area = (x1 - x0) * (y1 - y0) * float(model.fill[model.shapes.index(instance["shape"])])
-        detections.append(Detection(instance["color"], instance["shape"], (x0, y0, x1, y1), area,
-                                    ((x0 + x1) / 2, (y0 + y1) / 2), instance["size"]))
+        detections.append(
+            Detection(
+                instance["color"],
+                instance["shape"],
+                (x0, y0, x1, y1),
+                area,
+                ((x0 + x1) / 2, (y0 + y1) / 2),
+                instance["size"],
+            )
+        )
     return spec["background"], detections

@@ -114,8 +114,15 @@ def _touching(mask: np.ndarray) -> np.ndarray:
     return rows[:, :-2] | rows[:, 1:-1] | rows[:, 2:]
 
 
-def _blob(pixels: np.ndarray, background: np.ndarray, labels: np.ndarray, components: np.ndarray,
-          index: int, box: tuple[slice, slice], color: int) -> Blob:
+def _blob(
+    pixels: np.ndarray,
+    background: np.ndarray,
+    labels: np.ndarray,
+    components: np.ndarray,
+    index: int,
+    box: tuple[slice, slice],
+    color: int,
+) -> Blob:
     """Crop one component with a one-pixel margin and weigh each pixel by its blend weight.
 
     Unlabelled pixels touching the component (its antialiased rim) count with their clipped

@@ -64,12 +64,14 @@ def moments(alpha: np.ndarray) -> Moments:
     kurt_x = (m40 + m20 / 2 + 1 / 80) / var_x**2
     kurt_y = (m04 + m02 / 2 + 1 / 80) / var_y**2
     mixed = (m22 + (m20 + m02) / 12 + 1 / 144) / (var_x * var_y)
-    features = np.array([
-        2 * np.pi * (var_x + var_y) / area,
-        np.log(var_x / var_y),
-        m03 / var_y**1.5,  # the third moment needs no correction: E[u] = E[u^3] = 0
-        (kurt_x + kurt_y) / 2,
-        mixed,
-        harmonic,
-    ])
+    features = np.array(
+        [
+            2 * np.pi * (var_x + var_y) / area,
+            np.log(var_x / var_y),
+            m03 / var_y**1.5,  # the third moment needs no correction: E[u] = E[u^3] = 0
+            (kurt_x + kurt_y) / 2,
+            mixed,
+            harmonic,
+        ]
+    )
     return Moments(area, centre_x, centre_y, var_x, var_y, features)

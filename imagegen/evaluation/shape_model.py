@@ -71,7 +71,8 @@ class ShapeModel:
         """
         index = self.shapes.index(shape or "square")
         width_to_height = (self.width_per_std[index] * np.sqrt(stats.var_x)) / (
-            self.height_per_std[index] * np.sqrt(stats.var_y))
+            self.height_per_std[index] * np.sqrt(stats.var_y)
+        )
         height = np.sqrt(stats.area / self.fill[index] / width_to_height)
         width = height * width_to_height
         centre_y = stats.centre_y + self.centre_offset[index] * height
@@ -80,14 +81,21 @@ class ShapeModel:
 
     def to_json(self) -> dict[str, Any]:
         arrays = {name: getattr(self, name).round(6).tolist() for name in _ARRAYS}
-        return {"features": list(FEATURES), "shapes": list(self.shapes), "reference_side": REFERENCE_SIDE,
-                "max_distance": self.max_distance, **arrays}
+        return {
+            "features": list(FEATURES),
+            "shapes": list(self.shapes),
+            "reference_side": REFERENCE_SIDE,
+            "max_distance": self.max_distance,
+            **arrays,
+        }
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> ShapeModel:
         if record["features"] != list(FEATURES) or record["reference_side"] != REFERENCE_SIDE:
-            raise ValueError("shape model was fitted for other features; refit with "
-                             "`python -m imagegen.evaluation.fit_shape_model`")
+            raise ValueError(
+                "shape model was fitted for other features; refit with "
+                "`python -m imagegen.evaluation.fit_shape_model`"
+            )
         arrays = {name: np.asarray(record[name], dtype=np.float64) for name in _ARRAYS}
         return cls(tuple(record["shapes"]), max_distance=float(record["max_distance"]), **arrays)
 

@@ -53,8 +53,13 @@ def scene(background: str, *instances: dict[str, Any], relation: dict | None = N
     """A full-truth spec whose objects are its instances, one each (kind "list")."""
     objects = [{"shape": i["shape"], "color": i["color"], "size": i["size"], "count": 1} for i in instances]
     kind = "single" if len(objects) == 1 else ("relation" if relation else "list")
-    return {"kind": kind, "background": background, "objects": objects, "relation": relation,
-            "instances": list(instances)}
+    return {
+        "kind": kind,
+        "background": background,
+        "objects": objects,
+        "relation": relation,
+        "instances": list(instances),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,15 +90,19 @@ def test_every_colour_shape_and_background_at_small_size(resolution):
 
 
 def test_input_formats_agree():
-    spec = scene("gray", instance("star", "orange", [0.5, 0.1, 0.875, 0.475]),
-                 instance("triangle", "cyan", [0.1, 0.55, 0.35, 0.8], "small"))
+    spec = scene(
+        "gray",
+        instance("star", "orange", [0.5, 0.1, 0.875, 0.475]),
+        instance("triangle", "cyan", [0.1, 0.55, 0.35, 0.8], "small"),
+    )
     pixels = render_scene(spec, 32)
     as_float = torch.from_numpy(pixels).permute(2, 0, 1).float() / 127.5 - 1  # [3, H, W] in [-1, 1]
     expected = detect(pixels)
     for image in (Image.fromarray(pixels), as_float, as_float.numpy()):
         background, found = detect(image)
         assert background == expected[0] and [(d.color, d.shape) for d in found] == [
-            (d.color, d.shape) for d in expected[1]]
+            (d.color, d.shape) for d in expected[1]
+        ]
 
 
 def test_unrecognised_colours_specks_and_unnamed_backgrounds():
@@ -124,8 +133,11 @@ def test_relation_uses_geneval_dead_zone():
 
 
 def test_binding_swap_fails_with_a_reason():
-    spec = scene("black", instance("circle", "red", [0.1, 0.1, 0.4, 0.4]),
-                 instance("square", "blue", [0.55, 0.55, 0.85, 0.85]))
+    spec = scene(
+        "black",
+        instance("circle", "red", [0.1, 0.1, 0.4, 0.4]),
+        instance("square", "blue", [0.55, 0.55, 0.85, 0.85]),
+    )
     first, second = spec["objects"]
     swapped = {**spec, "objects": [{**first, "color": "blue"}, {**second, "color": "red"}]}
     result = score(render_scene(spec, 32), swapped)
@@ -145,11 +157,18 @@ def test_counts_are_exact():
 
 
 def test_null_fields_are_unconstrained_and_closed_world_is_optional():
-    spec = scene("black", instance("diamond", "yellow", [0.1, 0.1, 0.475, 0.475]),
-                 instance("cross", "pink", [0.6, 0.6, 0.85, 0.85], "small"))
+    spec = scene(
+        "black",
+        instance("diamond", "yellow", [0.1, 0.1, 0.475, 0.475]),
+        instance("cross", "pink", [0.6, 0.6, 0.85, 0.85], "small"),
+    )
     image = render_scene(spec, 64)
-    loose = {"kind": "single", "background": None, "relation": None,
-             "objects": [{"shape": "diamond", "color": "yellow", "size": None, "count": 1}]}
+    loose = {
+        "kind": "single",
+        "background": None,
+        "relation": None,
+        "objects": [{"shape": "diamond", "color": "yellow", "size": None, "count": 1}],
+    }
     assert score(image, loose).passed
     assert not score(image, {**loose, "background": "white"}).passed
     strict = score(image, loose, closed_world=True)
@@ -169,8 +188,16 @@ def test_shipped_shape_model_matches_the_renderer():
     assert model.shapes == SHAPES
     for index, shape in enumerate(SHAPES):
         geometry = shape_geometry(shape, resolution=128)
-        assert np.allclose(geometry, [model.fill[index], model.width_per_std[index],
-                                      model.height_per_std[index], model.centre_offset[index]], atol=0.02)
+        assert np.allclose(
+            geometry,
+            [
+                model.fill[index],
+                model.width_per_std[index],
+                model.height_per_std[index],
+                model.centre_offset[index],
+            ],
+            atol=0.02,
+        )
         spec = scene("black", instance(shape, "yellow", [0.05, 0.05, 0.95, 0.95]))
         ideal = moments(render_scene(spec, 128)[..., 0] / COLORS["yellow"][0]).features  # large and sharp
         assert np.allclose(ideal, model.intercept[index], atol=0.05), (shape, dict(zip(FEATURES, ideal)))
@@ -236,8 +263,9 @@ def _score_negatives(tally: Tally, truth: tuple, found: tuple, specs: dict[str, 
             tally.add(name, not result.passed, "passed")
 
 
-def _score_scene(tally: Tally, rng: np.random.Generator, spec: dict, prompt: dict, others: dict,
-                 resolution: int) -> float:
+def _score_scene(
+    tally: Tally, rng: np.random.Generator, spec: dict, prompt: dict, others: dict, resolution: int
+) -> float:
     """Every figure for one scene; returns the seconds spent in `detect` on the clean render."""
     image = render_scene(spec, resolution)
     start = time.perf_counter()
@@ -246,8 +274,10 @@ def _score_scene(tally: Tally, rng: np.random.Generator, spec: dict, prompt: dic
     for name, wanted in (("own spec (full truth)", spec), ("own spec (prompt)", prompt)):
         result = score_detections(*found, wanted)
         tally.add(name, result.passed, result.reason)
-    for name, degraded in ((f"noise {NOISE}", degrade(image, rng, noise=NOISE)),
-                           (f"blur {BLUR} px", degrade(image, rng, blur=BLUR))):
+    for name, degraded in (
+        (f"noise {NOISE}", degrade(image, rng, noise=NOISE)),
+        (f"blur {BLUR} px", degrade(image, rng, blur=BLUR)),
+    ):
         result = score(degraded, spec)
         tally.add(name, result.passed, result.reason)
     truth = detections_from_spec(spec)
@@ -273,8 +303,17 @@ def validation(resolution: int) -> tuple[Tally, float]:
 
 POSITIVES = ("own spec (full truth)", "own spec (prompt)")
 ROBUSTNESS = (f"noise {NOISE}", f"blur {BLUR} px")
-NEGATIVES = ("other scene (prompt)", "other scene (full)", "swap color", "swap shape", "swap count",
-             "swap size", "swap background", "swap relation", "swap binding")
+NEGATIVES = (
+    "other scene (prompt)",
+    "other scene (full)",
+    "swap color",
+    "swap shape",
+    "swap count",
+    "swap size",
+    "swap background",
+    "swap relation",
+    "swap binding",
+)
 
 
 @pytest.mark.parametrize("resolution", RESOLUTIONS)
@@ -304,12 +343,15 @@ def test_validation_report():
     """Print the figures of every resolution as one table (docs/evaluation.md copies it)."""
     results = {resolution: validation(resolution) for resolution in RESOLUTIONS}
     names = POSITIVES + ROBUSTNESS + NEGATIVES
-    lines = [f"Shapes scorer validation: {VALIDATION_SCENES} scenes per resolution, seed "
-             f"{VALIDATION_SEED} + resolution; pass rate (positives), reject rate (negatives) in %",
-             f"{'figure':24s}" + "".join(f"{f'{r} px':>16s}" for r in RESOLUTIONS)]
+    lines = [
+        f"Shapes scorer validation: {VALIDATION_SCENES} scenes per resolution, seed "
+        f"{VALIDATION_SEED} + resolution; pass rate (positives), reject rate (negatives) in %",
+        f"{'figure':24s}" + "".join(f"{f'{r} px':>16s}" for r in RESOLUTIONS),
+    ]
     for name in names:
-        cells = "".join(f"{100 * tally.rate(name):9.2f} ({tally.totals[name]:4d})"
-                        for tally, _ in results.values())
+        cells = "".join(
+            f"{100 * tally.rate(name):9.2f} ({tally.totals[name]:4d})" for tally, _ in results.values()
+        )
         lines.append(f"{name:24s}{cells}")
     lines.append(f"{'detect ms / image':24s}" + "".join(f"{ms:16.2f}" for _, ms in results.values()))
     for resolution, (tally, _) in results.items():
@@ -348,7 +390,8 @@ def test_stress_figures():
         for name in stresses:
             rates[name].append(tally.rate(name))
         lines += [f"  {resolution} px miss x{count}: {miss}" for miss, count in tally.misses.most_common(4)]
-    table = [f"{name:24s}" + "".join(f"{100 * rate:10.2f}" for rate in values)
-             for name, values in rates.items()]
+    table = [
+        f"{name:24s}" + "".join(f"{100 * rate:10.2f}" for rate in values) for name, values in rates.items()
+    ]
     print("\n" + "\n".join(lines[:1] + table + lines[1:]))
     assert min(rates[f"noise {NOISE} + blur {BLUR} px"]) >= 0.95
