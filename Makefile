@@ -24,6 +24,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check imagegen tests benchmarks
+	$(VENV)/bin/ruff format --check imagegen tests benchmarks
 	$(VENV)/bin/lint-imports
 
 test: lint

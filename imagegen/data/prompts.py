@@ -103,9 +103,7 @@ def _check_kind_feasible(kind: str, allowed: Sequence[Pair], argument: str) -> N
     needs_two = kind in ("relation", "list", "color_binding")
     if not allowed or (needs_two and len(allowed) < 2):
         raise ValueError(f"{argument}: {kind!r} scenes need more (color, shape) pairs than exclude leaves")
-    if kind == "color_binding" and not any(
-        a[0] != b[0] and a[1] != b[1] for a in allowed for b in allowed
-    ):
+    if kind == "color_binding" and not any(a[0] != b[0] and a[1] != b[1] for a in allowed for b in allowed):
         raise ValueError(f"{argument}: 'color_binding' needs two pairs differing in color and shape")
 
 
@@ -244,8 +242,13 @@ def prompt_spec(content: dict[str, Any], phrasing: Phrasing) -> dict[str, Any]:
     ]
     background = content["background"] if phrasing.name_background else None
     relation = dict(content["relation"]) if content["relation"] else None
-    return {"kind": content["kind"], "background": background, "objects": objects,
-            "relation": relation, "instances": None}
+    return {
+        "kind": content["kind"],
+        "background": background,
+        "objects": objects,
+        "relation": relation,
+        "instances": None,
+    }
 
 
 def check_spec(spec: Any) -> None:
@@ -270,7 +273,8 @@ def check_spec(spec: Any) -> None:
         raise ValueError("spec 'instances' must be null or a list of dicts with a 4-number 'box'")
     relation = spec.get("relation")
     if relation is not None and (
-        not isinstance(relation, dict) or relation.get("type") not in RELATIONS
+        not isinstance(relation, dict)
+        or relation.get("type") not in RELATIONS
         or not {relation.get("a"), relation.get("b")} <= set(range(len(objects)))
     ):
         raise ValueError(f"spec relation {relation!r} needs 'type' in {list(RELATIONS)} and object indices")
@@ -293,8 +297,9 @@ def _heldout_kinds(pairs: Sequence[Pair]) -> list[str]:
     return feasible
 
 
-def _suite_records(rng: np.random.Generator, kinds: list[str], allowed: Sequence[Pair],
-                   count: int) -> list[dict[str, Any]]:
+def _suite_records(
+    rng: np.random.Generator, kinds: list[str], allowed: Sequence[Pair], count: int
+) -> list[dict[str, Any]]:
     """`count` prompts cycling through `kinds`; repeats only once unique prompts run out."""
     records, seen = [], set()
     for attempt in range(count * 50):

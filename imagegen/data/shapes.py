@@ -38,8 +38,18 @@ from imagegen.data.prompts import (
 )
 
 __all__ = [
-    "BACKGROUNDS", "COLORS", "RELATIONS", "SCENE_KINDS", "SHAPES", "SIZES", "SIZE_FRACTION",
-    "ShapesDataset", "load_prompt_file", "render_scene", "sample_layout", "sample_scene",
+    "BACKGROUNDS",
+    "COLORS",
+    "RELATIONS",
+    "SCENE_KINDS",
+    "SHAPES",
+    "SIZES",
+    "SIZE_FRACTION",
+    "ShapesDataset",
+    "load_prompt_file",
+    "render_scene",
+    "sample_layout",
+    "sample_scene",
     "write_prompt_suites",
 ]
 
@@ -54,8 +64,12 @@ _CANDIDATES = (32, 128, 512)  # layouts drawn at once in each rejection round, b
 # three objects with two large, or four with one large, go straight to the grid layout
 _CROWDED = 0.45
 # relation -> (axis of centre offset b - a, sign making it positive when the relation holds)
-_RELATION_AXIS: dict[str, tuple[int, int]] = {"above": (1, 1), "below": (1, -1), "left of": (0, 1),
-                                              "right of": (0, -1)}
+_RELATION_AXIS: dict[str, tuple[int, int]] = {
+    "above": (1, 1),
+    "below": (1, -1),
+    "left of": (0, 1),
+    "right of": (0, -1),
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,9 +192,22 @@ _POLYGONS: dict[str, np.ndarray] = {
     "square": _unit_polygon([(0, 0), (1, 0), (1, 1), (0, 1)]),
     "triangle": _unit_polygon([(0.5, 0), (1, 1), (0, 1)]),
     "diamond": _unit_polygon([(0.5, 0), (1, 0.5), (0.5, 1), (0, 0.5)]),
-    "cross": _unit_polygon([(_THIRD, 0), (2 * _THIRD, 0), (2 * _THIRD, _THIRD), (1, _THIRD), (1, 2 * _THIRD),
-                            (2 * _THIRD, 2 * _THIRD), (2 * _THIRD, 1), (_THIRD, 1), (_THIRD, 2 * _THIRD),
-                            (0, 2 * _THIRD), (0, _THIRD), (_THIRD, _THIRD)]),
+    "cross": _unit_polygon(
+        [
+            (_THIRD, 0),
+            (2 * _THIRD, 0),
+            (2 * _THIRD, _THIRD),
+            (1, _THIRD),
+            (1, 2 * _THIRD),
+            (2 * _THIRD, 2 * _THIRD),
+            (2 * _THIRD, 1),
+            (_THIRD, 1),
+            (_THIRD, 2 * _THIRD),
+            (0, 2 * _THIRD),
+            (0, _THIRD),
+            (_THIRD, _THIRD),
+        ]
+    ),
     "star": _unit_polygon(_star_points()),
 }
 
@@ -294,4 +321,3 @@ class ShapesDataset(Dataset):
         pixels = render_scene(spec, self.resolution).transpose(2, 0, 1)  # [H, W, 3] -> [3, H, W]
         image = torch.from_numpy(np.ascontiguousarray(pixels)).float() / 127.5 - 1.0
         return {"image": image, "caption": caption, "spec": spec}
-

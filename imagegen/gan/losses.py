@@ -121,17 +121,29 @@ class GANLoss:
         self.r1_weight = cfg.r1_weight
         self.augment = DiffAugment(cfg.diffaugment)
 
-    def __call__(self, phase: str, generator_net: nn.Module, discriminator_net: nn.Module,
-                 real: torch.Tensor | None, text_pooled: torch.Tensor, z: torch.Tensor,
-                 rng: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __call__(
+        self,
+        phase: str,
+        generator_net: nn.Module,
+        discriminator_net: nn.Module,
+        real: torch.Tensor | None,
+        text_pooled: torch.Tensor,
+        z: torch.Tensor,
+        rng: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if phase == "D":
             return self.discriminator_loss(generator_net, discriminator_net, real, text_pooled, z, rng)
         if phase == "G":
             return self.generator_loss(generator_net, discriminator_net, text_pooled, z, rng)
         raise ValueError(f"unknown phase {phase!r}; valid phases: {PHASES}")
 
-    def d_objective(self, logits_real: torch.Tensor, logits_fake: torch.Tensor, logits_mismatch: torch.Tensor,
-                    valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def d_objective(
+        self,
+        logits_real: torch.Tensor,
+        logits_fake: torch.Tensor,
+        logits_mismatch: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """L_D from logits [B] each (`valid` [B] bool masks the mismatch term); no penalties."""
         term_real = self.logit_loss.real(logits_real).mean()
         term_fake = self.logit_loss.fake(logits_fake).mean()
@@ -144,9 +156,15 @@ class GANLoss:
         """L_G from logits [B] of D(G(z, e), e)."""
         return self.logit_loss.generator(logits_fake).mean()
 
-    def discriminator_loss(self, generator_net: nn.Module, discriminator_net: nn.Module, real: torch.Tensor,
-                           text_pooled: torch.Tensor, z: torch.Tensor, rng: torch.Generator | None = None
-                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def discriminator_loss(
+        self,
+        generator_net: nn.Module,
+        discriminator_net: nn.Module,
+        real: torch.Tensor,
+        text_pooled: torch.Tensor,
+        z: torch.Tensor,
+        rng: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Phase D: L_D + MA-GP + R1 (see module docstring). Returns (scalar, stats)."""
         with torch.no_grad():
             fake = generator_net(z, text_pooled)
@@ -168,9 +186,14 @@ class GANLoss:
         stats.update(loss_D=loss, logit_real=logits_real.mean(), logit_fake=logits_fake.mean())
         return loss, _detached(stats)
 
-    def generator_loss(self, generator_net: nn.Module, discriminator_net: nn.Module,
-                       text_pooled: torch.Tensor, z: torch.Tensor, rng: torch.Generator | None = None
-                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def generator_loss(
+        self,
+        generator_net: nn.Module,
+        discriminator_net: nn.Module,
+        text_pooled: torch.Tensor,
+        z: torch.Tensor,
+        rng: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Phase G: L_G on D(augment(G(z, e)), e). Returns (scalar, stats)."""
         text = text_pooled.detach()
         logits_fake = discriminator_net(self.augment(generator_net(z, text), rng), text)  # [B]

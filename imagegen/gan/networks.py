@@ -33,8 +33,12 @@ LEAK = 0.2  # LeakyReLU slope used everywhere (DF-GAN)
 def check_layout(image_size: int, channels: Sequence[int], argument: str) -> None:
     """Raise ValueError unless `image_size` is a power of 2 >= 8 and `channels` has one positive
     entry per resolution 4, 8, ..., image_size (log2(image_size) - 1 entries)."""
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8 \
-            or image_size & (image_size - 1):
+    if (
+        isinstance(image_size, bool)
+        or not isinstance(image_size, int)
+        or image_size < 8
+        or image_size & (image_size - 1)
+    ):
         raise ValueError(f"image_size must be a power of 2 >= 8, got {image_size!r}")
     expected = int(math.log2(image_size)) - 1
     if len(channels) != expected:

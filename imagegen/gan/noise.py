@@ -12,9 +12,13 @@ import torch
 UNTRUNCATED = 4.0  # truncation >= this samples plain N(0, I): P(|z_i| > 4) = 6e-5 per coordinate
 
 
-def sample_z(batch: int, z_dim: int, truncation: float = UNTRUNCATED,
-             generator: torch.Generator | None = None, device: torch.device | str | None = None
-             ) -> torch.Tensor:
+def sample_z(
+    batch: int,
+    z_dim: int,
+    truncation: float = UNTRUNCATED,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """Noise z [batch, z_dim] (fp32) ~ N(0, I), truncated to |z_i| <= truncation when truncation < 4.
 
     The truncated normal is sampled exactly by inverting the CDF Phi, which is the distribution

@@ -19,8 +19,13 @@ def _per_sample_squared_norm(grad: torch.Tensor) -> torch.Tensor:
     return grad.float().flatten(1).square().sum(dim=1)
 
 
-def ma_gp(logits: torch.Tensor, images: torch.Tensor, text_pooled: torch.Tensor, weight: float = 2.0,
-          power: float = 6.0) -> torch.Tensor:
+def ma_gp(
+    logits: torch.Tensor,
+    images: torch.Tensor,
+    text_pooled: torch.Tensor,
+    weight: float = 2.0,
+    power: float = 6.0,
+) -> torch.Tensor:
     """DF-GAN's matching-aware gradient penalty on real, matching (image, caption) pairs.
 
         L_MA-GP = weight * mean_i ( ||grad_x D(x_i, e_i)||^2 + ||grad_e D(x_i, e_i)||^2 )^(power / 2)

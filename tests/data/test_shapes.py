@@ -74,12 +74,14 @@ def test_same_seed_and_index_give_identical_sample():
 
 def test_identical_in_another_process():
     indices = [0, 5, 123, 999]
-    script = "\n".join([
-        "import hashlib, json",
-        "from imagegen.data.shapes import ShapesDataset",
-        inspect.getsource(_fingerprint),
-        f"print(_fingerprint(3, {indices!r}))",
-    ])
+    script = "\n".join(
+        [
+            "import hashlib, json",
+            "from imagegen.data.shapes import ShapesDataset",
+            inspect.getsource(_fingerprint),
+            f"print(_fingerprint(3, {indices!r}))",
+        ]
+    )
     env = {**os.environ, "PYTHONHASHSEED": "12345", "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
@@ -124,8 +126,12 @@ def test_object_structure_matches_kind(scenes):
         assert (spec["relation"] is not None) == (spec["kind"] == "relation")
         if spec["kind"] == "counting":
             assert len(objects) == 1 and 2 <= objects[0]["count"] <= 4
-            assert all(inst["shape"] == objects[0]["shape"] and inst["size"] == objects[0]["size"]
-                       and inst["color"] == objects[0]["color"] for inst in instances)
+            assert all(
+                inst["shape"] == objects[0]["shape"]
+                and inst["size"] == objects[0]["size"]
+                and inst["color"] == objects[0]["color"]
+                for inst in instances
+            )
         elif spec["kind"] in ("relation", "list"):
             pairs = [(obj["color"], obj["shape"]) for obj in objects]
             assert len(set(pairs)) == len(pairs) and 2 <= len(pairs) <= 3

@@ -107,8 +107,12 @@ def tiny_networks(cfg: GANConfig, text_dim: int = 6):
 @pytest.mark.parametrize("loss_name", ["hinge", "nonsaturating"])
 def test_phases_train_only_their_network_and_report_penalties(loss_name):
     cfg = config_from_dict(
-        {"preset": "gan-tiny16", "loss": loss_name, "r1_weight": 1.0,
-         "diffaugment": "color,translation,cutout"},
+        {
+            "preset": "gan-tiny16",
+            "loss": loss_name,
+            "r1_weight": 1.0,
+            "diffaugment": "color,translation,cutout",
+        },
         GANConfig,
     )
     generator, discriminator = tiny_networks(cfg)
@@ -138,8 +142,10 @@ def test_d_phase_without_penalties_reports_none_and_is_deterministic_with_rng():
     generator, discriminator = tiny_networks(cfg)
     loss = GANLoss(cfg)
     real, text, z = torch.rand(4, 3, 16, 16) * 2 - 1, torch.randn(4, 6), torch.randn(4, cfg.z_dim)
-    runs = [loss("D", generator, discriminator, real, text, z, torch.Generator().manual_seed(seed))
-            for seed in (1, 1, 2)]
+    runs = [
+        loss("D", generator, discriminator, real, text, z, torch.Generator().manual_seed(seed))
+        for seed in (1, 1, 2)
+    ]
     assert "ma_gp" not in runs[0][1] and "r1" not in runs[0][1]
     torch.testing.assert_close(runs[0][0], runs[1][0])
     assert not torch.allclose(runs[0][0], runs[2][0])

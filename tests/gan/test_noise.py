@@ -16,7 +16,7 @@ def test_truncated_noise_stays_within_bounds_and_matches_the_truncated_normal_va
     assert z.shape == (2000, 50) and z.dtype == torch.float32
     assert z.abs().max() <= truncation
     # Var of N(0, 1) truncated to [-t, t]: 1 - 2 t phi(t) / (2 Phi(t) - 1)
-    density = math.exp(-truncation**2 / 2) / math.sqrt(2 * math.pi)
+    density = math.exp(-(truncation**2) / 2) / math.sqrt(2 * math.pi)
     mass = math.erf(truncation / math.sqrt(2))
     assert z.var().item() == pytest.approx(1 - 2 * truncation * density / mass, rel=0.02)
     assert abs(z.mean().item()) < 0.01

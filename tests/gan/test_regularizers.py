@@ -59,8 +59,8 @@ def test_ma_gp_matches_per_sample_double_backward_on_nonlinear_critic():
 
     norms = []
     for index in range(images.shape[0]):  # one sample at a time: no reliance on batch independence
-        image = images[index:index + 1].detach().requires_grad_()
-        caption = text[index:index + 1].detach().requires_grad_()
+        image = images[index : index + 1].detach().requires_grad_()
+        caption = text[index : index + 1].detach().requires_grad_()
         logit = critic(image, caption).sum()
         grad_image, grad_text = torch.autograd.grad(logit, (image, caption), create_graph=True)
         norms.append(torch.cat([grad_image.flatten(), grad_text.flatten()]).norm())  # DF-GAN's sqrt form
