@@ -192,7 +192,14 @@ def load_pipeline(path: str | Path | None = None, device: str | torch.device | N
 def open_checkpoint(checkpoint: Path, device: str | torch.device | None = None):
     """The pipeline of one checkpoint folder, by its config's `train.objective`: diffusion or GAN."""
     saved = yaml.safe_load((checkpoint / "config.yaml").read_text()) or {}
-    if saved.get("train", {}).get("objective") == "gan":
+    objective = saved.get("train", {}).get("objective")
+    if objective == "cascade":
+        raise ValueError(
+            f"{checkpoint} is a checkpoint of a joint cascade run: assemble it into a cascade folder "
+            f"first (python -m imagegen.cascade assemble {checkpoint.parent.parent} --out CASCADE_DIR), "
+            "then load or generate with that folder"
+        )
+    if objective == "gan":
         from imagegen.cascade.gan_pipeline import GANPipeline
 
         return GANPipeline(checkpoint, device=device)

@@ -17,9 +17,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None, help="run directory or checkpoint (default: newest run)")
     parser.add_argument("--out", default="out.png", help="output PNG (default: out.png)")
     parser.add_argument("--num-images", type=int, default=1, help="images per prompt")
-    parser.add_argument("--guidance-scale", type=float, default=5.0)
+    parser.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=None,
+        help="classifier-free guidance (default: 5.0; a cascade: each stage's own; a GAN: not used)",
+    )
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the run's config)")
     parser.add_argument("--sampler", default=None, help="ddpm | ddim | dpmpp_2m | unipc")
+    parser.add_argument(
+        "--truncation", type=float, default=None, help="GAN only: noise truncation (4 = none)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--negative-prompt", default=None)
     parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
@@ -37,15 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pipe = load_pipeline(args.model, device=args.device)
         print(f"model: {pipe.checkpoint}", flush=True)
-        images = pipe(
-            args.prompts,
-            guidance_scale=args.guidance_scale,
-            num_steps=args.steps,
-            sampler=args.sampler,
-            seed=args.seed,
-            negative_prompt=args.negative_prompt,
-            num_images_per_prompt=args.num_images,
-        )
+        given = {
+            "guidance_scale": args.guidance_scale,
+            "num_steps": args.steps,
+            "sampler": args.sampler,
+            "negative_prompt": args.negative_prompt,
+            "truncation": args.truncation,
+        }  # only what was given: each kind of model has its own defaults
+        options = {key: value for key, value in given.items() if value is not None}
+        images = pipe(args.prompts, seed=args.seed, num_images_per_prompt=args.num_images, **options)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

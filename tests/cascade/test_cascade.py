@@ -347,3 +347,28 @@ def test_gpu_shapes_cascade_config_trains_jointly_with_the_documented_sizes():
     for stage in cfg.cascade.stages:
         params = sum(p.numel() for p in _meta_unet(stage.model).parameters())
         assert abs(params / SHAPES_GPU_PARAMS[stage.stage] - 1) < 0.02, f"{stage.stage}: {params / 1e6:.1f}M"
+
+
+def test_an_unassembled_joint_run_is_refused_with_the_assemble_command(joint_run):
+    from imagegen.cascade.pipeline import load_pipeline
+
+    with pytest.raises(ValueError, match="joint cascade run.*python -m imagegen.cascade assemble"):
+        load_pipeline(joint_run, device="cpu")
+
+
+def test_the_generate_cli_leaves_guidance_to_each_stage_unless_given(cascade_dir, tmp_path, monkeypatch):
+    """--guidance-scale not given: the cascade's per-stage defaults apply (no call-wide 5.0)."""
+    from imagegen.cascade.cascade_pipeline import CascadePipeline
+    from imagegen.cli.generate import main
+
+    calls = []
+    original = CascadePipeline.__call__
+
+    def spy(self, prompts, **kwargs):
+        calls.append(kwargs)
+        return original(self, prompts, **kwargs)
+
+    monkeypatch.setattr(CascadePipeline, "__call__", spy)
+    out = tmp_path / "x.png"
+    assert main(["a red circle", "--model", str(cascade_dir), "--out", str(out), "--steps", "2"]) == 0
+    assert "guidance_scale" not in calls[0] and calls[0]["num_steps"] == 2 and out.is_file()
