@@ -232,11 +232,13 @@ def evaluate_point(
 
 def sampling_networks(pipe) -> dict[str, torch.nn.Module]:
     """The pipeline's own networks (U-Net, generator, stages), not the frozen text encoder."""
-    return {
-        name: value
-        for name, value in vars(pipe).items()
-        if isinstance(value, torch.nn.Module) and "encoder" not in name and "text" not in name
-    }
+    networks, seen = {}, set()
+    for name, value in vars(pipe).items():  # a module reachable twice (model, denoiser) counts once
+        if isinstance(value, torch.nn.Module) and "encoder" not in name and "text" not in name:
+            if id(value) not in seen:
+                networks[name] = value
+                seen.add(id(value))
+    return networks
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ scorer (right color, right shape of the dominant object), writes a labelled grid
 path and a one-line quality summary. Extra arguments are config overrides:
 
     python -m imagegen.cli.demo --set train.max_minutes=2
+    python -m imagegen.cli.demo --model runs/RUN      # no training: score an existing run (GAN too)
 """
 
 from __future__ import annotations
@@ -70,7 +71,12 @@ def evaluate_single_objects(pipe, seeds: tuple[int, ...] = (0, 1), batch: int = 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m imagegen.cli.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--model", default=None, help="skip training: draw and score this run (diffusion or GAN) instead"
+    )
     args = parser.parse_args(argv)
+    if args.model is not None and args.overrides:
+        parser.error("--set applies to training; with --model nothing is trained")
     from imagegen.cli.common import setup_logging
     from imagegen.config import load_config
 
@@ -79,31 +85,42 @@ def main(argv: list[str] | None = None) -> int:
     from imagegen.training.trainer import train
     from imagegen.utils.images import make_grid
 
-    cfg = load_config(DEMO_CONFIG, args.overrides)
-    summary = train(cfg)
-    pipe = load_pipeline(summary.run_dir)
+    if args.model is None:
+        cfg = load_config(DEMO_CONFIG, args.overrides)
+        summary = train(cfg)
+        run_dir, steps, minutes = summary.run_dir, summary.step, summary.minutes
+    else:
+        summary = None
+    try:
+        pipe = load_pipeline(run_dir if summary else args.model)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if summary is None:
+        cfg, run_dir = pipe.cfg, pipe.checkpoint.parent.parent
+        steps, minutes = json.loads((pipe.checkpoint / "trainer.json").read_text())["step"], None
     result = evaluate_single_objects(pipe)
     showcase = pipe(SHOWCASE, seed=0)
-    grid_path = summary.run_dir / "demo-grid.png"
+    grid_path = run_dir / "demo-grid.png"
     make_grid(result.pop("images") + showcase, labels=result.pop("labels") + SHOWCASE, columns=12).save(
         grid_path
     )
     result.update(
-        run=str(summary.run_dir),
-        steps=summary.step,
-        minutes=round(summary.minutes, 2),
+        run=str(run_dir),
+        steps=steps,
+        minutes=None if minutes is None else round(minutes, 2),
         grid=str(grid_path),
-        guidance_scale=5.0,
-        sampler=cfg.sample.sampler,
-        num_steps=cfg.sample.num_steps,
+        objective=cfg.train.objective,
     )
-    (summary.run_dir / "demo.json").write_text(json.dumps(result, indent=2))
+    if cfg.train.objective != "gan":
+        result.update(guidance_scale=5.0, sampler=cfg.sample.sampler, num_steps=cfg.sample.num_steps)
+    (run_dir / "demo.json").write_text(json.dumps(result, indent=2))
     print(f"grid: {grid_path}")
     color, shape = 100 * result["color_accuracy"], 100 * result["shape_accuracy"]
     print(
         f"quality: single-object prompts, {result['samples']} samples: right color {color:.1f}% (goal 90%), "
         f"right shape {shape:.1f}% (goal 70%), scored by the Shapes scorer; "
-        f"{summary.step} steps in {summary.minutes:.1f} min"
+        f"{steps} steps" + (f" in {minutes:.1f} min" if summary else "")
     )
     return 0
 

@@ -90,4 +90,6 @@ def make_loader(dataset: Dataset, sampler: ShardedBatchSampler, num_workers: int
         collate_fn=collate,
         persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
+        # page-locked batches: the trainer's non_blocking copy to a GPU then overlaps compute
+        pin_memory=torch.cuda.is_available(),
     )

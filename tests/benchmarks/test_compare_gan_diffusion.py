@@ -120,6 +120,14 @@ def test_network_evaluations_count_the_guided_batch_twice():
     assert set(bench.sampling_networks(pipe)) == {"model"}
 
 
+def test_a_network_reachable_under_two_names_is_counted_once():
+    """DiffusionPipeline keeps `model` and the `denoiser` it samples with (the same module on CPU)."""
+    pipe = FakeDiffusionPipe([])
+    pipe.denoiser = pipe.model
+    assert bench.network_evaluations_per_image(pipe, SamplingSettings(num_steps=5)) == 10
+    assert len(bench.sampling_networks(pipe)) == 1
+
+
 def test_sampling_speed_uses_the_batch_cap_on_cpu():
     if torch.cuda.is_available():
         pytest.skip("on a GPU the largest batch is searched, not capped")

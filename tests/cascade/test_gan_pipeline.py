@@ -139,3 +139,24 @@ def test_a_diffusion_run_ignores_truncation_with_a_warning(root, caplog):
         truncated = imagegen.generate("a red circle", model=run, device="cpu", num_steps=2, truncation=0.5)
     assert np.array_equal(_array(plain[0]), _array(truncated[0]))
     assert "truncation applies only to a GAN" in caplog.text
+
+
+def test_the_demo_scores_an_existing_gan_run_without_training(run_dir, capsys, monkeypatch):
+    import json
+
+    from imagegen.cli import demo
+
+    monkeypatch.setattr(
+        "imagegen.training.trainer.train", lambda *a, **k: pytest.fail("--model must not train")
+    )
+    assert demo.main(["--model", str(run_dir)]) == 0
+    result = json.loads((run_dir / "demo.json").read_text())
+    assert result["objective"] == "gan" and result["samples"] == 96 and "guidance_scale" not in result
+    assert f"right color {100 * result['color_accuracy']:.1f}%" in capsys.readouterr().out
+
+
+def test_the_demo_names_a_missing_model(tmp_path, capsys):
+    from imagegen.cli import demo
+
+    assert demo.main(["--model", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
