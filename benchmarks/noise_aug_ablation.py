@@ -154,7 +154,7 @@ def evaluate_on_base_samples(pipes: dict, args, overrides: dict) -> dict:
     base = base[order]  # prompt-major, matching `texts`
     results = {"base32": scorer_rates(base, specs)}
     for name, level in variants(args):
-        pipe, at_level = pipes[name.split("@")[0]], {"sr64": {"aug_level": level}}
+        pipe, at_level = pipes[name.split("@")[0]], sr_settings(args, level)
         images = run_batched(
             pipe, texts, args.batch, seed=0, lowres_image=base, stage_overrides=at_level, **overrides
         )
@@ -177,12 +177,20 @@ def evaluate_on_renders(pipes: dict, args, overrides: dict) -> dict:
     results = {"true64": scorer_rates(truth, specs), "bilinear": {**pixel_error(bilinear, truth)}}
     results["bilinear"].update(scorer_rates(bilinear, specs))
     for name, level in variants(args):
-        pipe, at_level = pipes[name.split("@")[0]], {"sr64": {"aug_level": level}}
+        pipe, at_level = pipes[name.split("@")[0]], sr_settings(args, level)
         images = run_batched(
             pipe, captions, args.batch, seed=0, lowres_image=low, stage_overrides=at_level, **overrides
         )
         results[name] = {**pixel_error(images, truth), **scorer_rates(images, specs)}
     return results
+
+
+def sr_settings(args, level: float) -> dict:
+    """stage_overrides of the SR stage: its sampling aug level, and `--thresholding` if given."""
+    settings = {"aug_level": level}
+    if args.thresholding:
+        settings["thresholding"] = args.thresholding
+    return {"sr64": settings}
 
 
 def variants(args) -> list[tuple[str, float]]:
@@ -253,6 +261,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sweep", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3], help="aug levels")
     parser.add_argument("--sample-steps", type=int, default=None, help="sampler steps of every stage")
     parser.add_argument("--batch", type=int, default=48, help="images per sampling call")
+    parser.add_argument(
+        "--thresholding",
+        choices=["dynamic", "static", "none"],
+        default=None,
+        help="x0 thresholding of the SR stage at sampling (default: the stage's config)",
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="SR config override")
     return parser.parse_args()
 
