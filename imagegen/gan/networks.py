@@ -120,19 +120,34 @@ class GeneratorBlock(nn.Module):
         return self.shortcut(x) + residual
 
 
+OUTPUTS = ("tanh", "linear")
+
+
 class Generator(nn.Module):
-    """DF-GAN generator: G(z [B, z_dim], text_pooled [B, text_dim]) -> image [B, 3, H, W] in [-1, 1].
+    """DF-GAN generator: G(z [B, z_dim], text_pooled [B, text_dim]) -> image [B, 3, H, W].
 
     `channels[i]` is the width at resolution 4 * 2**i; the last entry is the width at image_size.
+    `output`: "tanh" (DF-GAN) squashes the last convolution into (-1, 1); "linear" (StyleGAN)
+    leaves it raw while training, so D sees values outside [-1, 1] and pushes them back, and
+    clamps it to [-1, 1] in eval mode (EMA copies and pipelines run in eval mode). A tanh
+    generator can get stuck once its output saturates (tanh' ~ 0 passes no gradient); data with
+    large exact +-1 areas (Shapes' black and white backgrounds) drives it there (docs/gan.md).
     """
 
-    def __init__(self, z_dim: int, text_dim: int, channels: Sequence[int], image_size: int):
+    def __init__(
+        self, z_dim: int, text_dim: int, channels: Sequence[int], image_size: int, output: str = "tanh"
+    ):
         super().__init__()
         check_layout(image_size, channels, "gen_channels")
         if z_dim <= 0 or text_dim <= 0:
             raise ValueError(f"z_dim and text_dim must be positive, got z_dim={z_dim}, text_dim={text_dim}")
+        if output not in OUTPUTS:
+            raise ValueError(f"gan.output must be one of {OUTPUTS}, got {output!r}")
         channels = [int(width) for width in channels]
         self.config = dict(z_dim=z_dim, text_dim=text_dim, channels=channels, image_size=image_size)
+        if output != "tanh":  # only when set, so configs of earlier tanh checkpoints still match
+            self.config["output"] = output
+        self.output = output
         cond_dim = z_dim + text_dim
         self.fc = nn.Linear(z_dim, channels[0] * 4 * 4)
         self.blocks = nn.ModuleList(
@@ -144,19 +159,23 @@ class Generator(nn.Module):
     def from_config(cls, cfg: GANConfig, text_dim: int, image_size: int | None = None) -> Generator:
         """Build from a GANConfig; `image_size` defaults to `cfg.image_size`."""
         image_size = cfg.image_size if image_size is None else image_size
-        return cls(cfg.z_dim, text_dim, cfg.gen_channels, image_size)
+        return cls(cfg.z_dim, text_dim, cfg.gen_channels, image_size, cfg.output)
 
     @property
     def z_dim(self) -> int:
         return self.config["z_dim"]
 
     def forward(self, z: torch.Tensor, text_pooled: torch.Tensor) -> torch.Tensor:
-        """z [B, z_dim], text_pooled [B, text_dim] -> image [B, 3, H, W] in [-1, 1]."""
+        """z [B, z_dim], text_pooled [B, text_dim] -> image [B, 3, H, W], in [-1, 1] except for a
+        linear-output generator in training mode."""
         cond = torch.cat([z, text_pooled.to(z.dtype)], dim=1)  # [B, z_dim + text_dim]
         x = self.fc(z).view(z.shape[0], -1, 4, 4)  # [B, C_0 * 16] -> [B, C_0, 4, 4]
         for block in self.blocks:
             x = block(x, cond)
-        return torch.tanh(self.to_rgb(F.leaky_relu(x, LEAK)))
+        x = self.to_rgb(F.leaky_relu(x, LEAK))
+        if self.output == "tanh":
+            return torch.tanh(x)
+        return x if self.training else x.clamp(-1, 1)
 
 
 # --------------------------------------------------------------------------------------------
