@@ -25,7 +25,7 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, broadcast_object_list
 from tqdm.auto import tqdm
 
-from imagegen.config import RunConfig, config_to_dict, dump_config, save_config
+from imagegen.config import RunConfig, config_from_dict, config_to_dict, dump_config, save_config
 from imagegen.training import checkpoint as ckpt
 from imagegen.training.build import build_objective, build_text_cache, build_train_dataset
 from imagegen.training.data import DataPosition, ShardedBatchSampler, make_loader
@@ -97,6 +97,10 @@ ARCHITECTURE_KEYS = ("model", "gan", "stage", "superres", "cascade")
 
 def check_resumable(saved: dict[str, Any], cfg: RunConfig) -> None:
     current = config_to_dict(cfg)
+    try:  # fields added since the checkpoint was written take their defaults (e.g. gan.output)
+        saved = config_to_dict(config_from_dict(saved))
+    except (TypeError, ValueError):
+        pass  # a key this version no longer knows: compare as written, so the diff names it
     differing = []
     for key in ARCHITECTURE_KEYS + ("text",):
         if key == "text":

@@ -14,8 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from imagegen.config import config_to_dict
 from imagegen.training import checkpoint as ckpt
-from imagegen.training.trainer import Trainer
+from imagegen.training.trainer import Trainer, check_resumable
 
 
 def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
@@ -119,3 +120,14 @@ def test_sigkill_at_random_moments_leaves_only_complete_checkpoints(tmp_path, te
 @pytest.mark.slow
 def test_sigkill_ten_runs(tmp_path, text_cache_dir):
     _sigkill_test(tmp_path, text_cache_dir, runs=10, seed=2)
+
+
+def test_a_field_added_since_the_checkpoint_takes_its_default_but_a_change_is_refused(tiny_config):
+    """A checkpoint's config written before `gan.output` existed resumes as tanh (the default),
+    and is refused, naming the key, when the run now asks for linear."""
+    cfg = tiny_config()
+    saved = config_to_dict(cfg)
+    del saved["gan"]["output"]  # as written by the version before the field
+    check_resumable(saved, cfg)  # no error: missing = default
+    with pytest.raises(ValueError, match=r"gan\.output"):
+        check_resumable(saved, tiny_config("gan.output=linear"))
