@@ -145,7 +145,7 @@ class Generator(nn.Module):
             raise ValueError(f"gan.output must be one of {OUTPUTS}, got {output!r}")
         channels = [int(width) for width in channels]
         self.config = dict(z_dim=z_dim, text_dim=text_dim, channels=channels, image_size=image_size)
-        if output != "tanh":  # only when set, so configs of earlier tanh checkpoints still match
+        if output != "tanh":  # written only when not the default: a tanh network.json is unchanged
             self.config["output"] = output
         self.output = output
         cond_dim = z_dim + text_dim

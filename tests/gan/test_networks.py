@@ -137,7 +137,7 @@ def test_safetensors_round_trip_through_config(tmp_path):
         torch.testing.assert_close(rebuilt(*inputs), network(*inputs))
 
 
-def test_linear_output_is_raw_in_training_and_clamped_in_eval(tmp_path):
+def test_linear_output_is_raw_in_training_and_clamped_in_eval():
     """gan.output=linear: D sees (and can push back) values outside [-1, 1]; samples stay in range;
     the mode survives a save / rebuild; tanh stays bounded in both modes."""
     generator = Generator.from_config(tiny_config(output="linear"), TEXT_DIM)
@@ -146,7 +146,7 @@ def test_linear_output_is_raw_in_training_and_clamped_in_eval(tmp_path):
     z, text = torch.randn(2, generator.z_dim), torch.randn(2, TEXT_DIM)
     raw = generator.train()(z, text)
     assert raw.max() > 1.5
-    (raw.sum()).backward()
+    raw.sum().backward()
     assert generator.to_rgb.bias.grad.abs().min() > 0  # no saturation: the gradient still flows
     clamped = generator.eval()(z, text)
     torch.testing.assert_close(clamped, raw.detach().clamp(-1, 1))
@@ -155,7 +155,7 @@ def test_linear_output_is_raw_in_training_and_clamped_in_eval(tmp_path):
     torch.testing.assert_close(rebuilt(z, text), clamped)
 
     squashed = Generator.from_config(tiny_config(), TEXT_DIM)
-    assert "output" not in squashed.config  # tanh checkpoints written before the option still match
+    assert "output" not in squashed.config  # a tanh network.json is what it was before the option
     with torch.no_grad():
         squashed.to_rgb.bias.fill_(3.0)
     assert squashed.train()(z, text).abs().max() <= 1
