@@ -130,7 +130,9 @@ class GANConfig:
     ma_gp_weight: float = 2.0  # DF-GAN MA-GP: weight * mean(||grad_(x, text) D||^power); 0 = off
     ma_gp_power: float = 6.0
     r1_weight: float = 0.0  # R1 gamma: gamma / 2 * mean(||grad_x D||^2) on real pairs; 0 = off
+    contrastive_weight: float = 0.0  # XMC-GAN sentence-image contrastive term in L_D and L_G; 0 = off
     output: str = "tanh"  # generator output: "tanh" (DF-GAN) | "linear" (StyleGAN; clamped when sampling)
+    disc_head: str = "concat"  # "concat" (DF-GAN) | "projection" (Miyato & Koyama 2018: logit += <V e, h>)
     diffaugment: str = ""  # DiffAugment on every D input, e.g. "color,translation,cutout"; "" = off
     lr_g: float = 1e-4
     lr_d: float = 4e-4

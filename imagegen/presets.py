@@ -47,7 +47,8 @@ UNET_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 # DF-GAN layouts (Tao et al. 2022). gen_channels per resolution 4x4 first, disc_channels full
-# resolution first. Parameter counts (G + D) with 384-d pooled text, checked by tests/gan.
+# resolution first. Parameter counts (G + D) with 384-d pooled text and D's concat head (the
+# projection head's D: docs/gan.md), checked by tests/gan.
 GAN_PRESETS: dict[str, dict[str, Any]] = {
     # tests: 16 px, 0.15M + 0.16M
     "gan-tiny16": dict(image_size=16, z_dim=32, gen_channels=[32, 32, 16], disc_channels=[16, 32, 32]),

@@ -89,6 +89,26 @@ def mismatched_text(text_pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return rolled, valid
 
 
+def caption_contrastive(scores: torch.Tensor, text_pooled: torch.Tensor) -> torch.Tensor:
+    """Sentence-image contrastive loss on D's matching scores (XMC-GAN, Zhang et al. 2021, Eq. 2).
+
+    scores [B, B]: D's logit of image i against caption j at [j, i] (captions first, as
+    `Discriminator.head` returns them); text_pooled [B, T]. Each image's caption must win a softmax
+    over the batch's captions: mean_i -log softmax_j(scores[j, i])[i]. A caption identical to image
+    i's own (duplicates in the batch) is left out of its softmax, since it is not a negative.
+    """
+    batch = scores.shape[-1]
+    same = (text_pooled[:, None, :] == text_pooled[None, :, :]).all(dim=-1)  # [B, B]
+    own = torch.eye(batch, dtype=torch.bool, device=scores.device)
+    per_image = scores.transpose(0, 1).float().masked_fill(same & ~own, float("-inf"))  # [B_img, B_cap]
+    return F.cross_entropy(per_image, torch.arange(batch, device=scores.device))
+
+
+def _all_captions(text_pooled: torch.Tensor) -> torch.Tensor:
+    """[B, T] -> [B, B, T] with [j, i] = caption j: every caption of the batch for every image."""
+    return text_pooled[:, None, :].expand(-1, text_pooled.shape[0], -1)
+
+
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of values[mask]; 0 when the mask is empty (no host sync)."""
     mask = mask.to(values.dtype)
@@ -113,12 +133,13 @@ class GANLoss:
     def __init__(self, cfg: GANConfig):
         if cfg.loss not in LOGIT_LOSSES:
             raise ValueError(f"unknown GAN loss {cfg.loss!r}; valid losses: {sorted(LOGIT_LOSSES)}")
-        if cfg.mismatch_weight < 0 or cfg.ma_gp_weight < 0 or cfg.r1_weight < 0:
-            raise ValueError("mismatch_weight, ma_gp_weight and r1_weight must be >= 0")
+        if min(cfg.mismatch_weight, cfg.ma_gp_weight, cfg.r1_weight, cfg.contrastive_weight) < 0:
+            raise ValueError("mismatch_weight, ma_gp_weight, r1_weight and contrastive_weight must be >= 0")
         self.logit_loss = LOGIT_LOSSES[cfg.loss]
         self.mismatch_weight = cfg.mismatch_weight
         self.ma_gp_weight, self.ma_gp_power = cfg.ma_gp_weight, cfg.ma_gp_power
         self.r1_weight = cfg.r1_weight
+        self.contrastive_weight = cfg.contrastive_weight
         self.augment = DiffAugment(cfg.diffaugment)
 
     def __call__(
@@ -172,11 +193,18 @@ class GANLoss:
         real = real.detach().requires_grad_(self.ma_gp_weight > 0 or self.r1_weight > 0)
         text = text_pooled.detach().requires_grad_(self.ma_gp_weight > 0)
         mismatched, valid = mismatched_text(text.detach())
-        # One feature pass per real image scores it against its caption and a wrong one.
-        logits_pairs = discriminator_net(self.augment(real, rng), torch.stack([text, mismatched]))  # [2, B]
+        # One feature pass per real image scores it against its caption and a wrong one (and,
+        # with the contrastive term, against every caption of the batch).
+        captions = [text[None], mismatched[None]]
+        if self.contrastive_weight > 0:
+            captions.append(_all_captions(text.detach()))
+        logits_pairs = discriminator_net(self.augment(real, rng), torch.cat(captions))  # [2 (+ B), B]
         logits_real, logits_mismatch = logits_pairs[0], logits_pairs[1]
         logits_fake = discriminator_net(self.augment(fake, rng), text.detach())  # [B]
         loss, stats = self.d_objective(logits_real, logits_fake, logits_mismatch, valid)
+        if self.contrastive_weight > 0:
+            stats["contrastive"] = caption_contrastive(logits_pairs[2:], text.detach())
+            loss = loss + self.contrastive_weight * stats["contrastive"]
         if self.ma_gp_weight > 0:
             stats["ma_gp"] = ma_gp(logits_real, real, text, self.ma_gp_weight, self.ma_gp_power)
             loss = loss + stats["ma_gp"]
@@ -196,9 +224,16 @@ class GANLoss:
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Phase G: L_G on D(augment(G(z, e)), e). Returns (scalar, stats)."""
         text = text_pooled.detach()
-        logits_fake = discriminator_net(self.augment(generator_net(z, text), rng), text)  # [B]
-        loss = self.g_objective(logits_fake)
-        return loss, _detached({"loss_G": loss, "logit_fake": logits_fake.mean()})
+        fake = self.augment(generator_net(z, text), rng)
+        if self.contrastive_weight <= 0:
+            logits_fake = discriminator_net(fake, text)  # [B]
+            loss = self.g_objective(logits_fake)
+            return loss, _detached({"loss_G": loss, "logit_fake": logits_fake.mean()})
+        scores = discriminator_net(fake, torch.cat([text[None], _all_captions(text)]))  # [1 + B, B]
+        logits_fake = scores[0]
+        contrastive = caption_contrastive(scores[1:], text)
+        loss = self.g_objective(logits_fake) + self.contrastive_weight * contrastive
+        return loss, _detached({"loss_G": loss, "logit_fake": logits_fake.mean(), "contrastive": contrastive})
 
 
 def _detached(stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -204,37 +204,60 @@ class DiscriminatorBlock(nn.Module):
         return F.avg_pool2d(self.shortcut(x), 2) + self.gain * self.residual(x)
 
 
+HEADS = ("concat", "projection")
+
+
 class Discriminator(nn.Module):
     """DF-GAN discriminator: D(image [B, 3, H, W], text_pooled [B, text_dim]) -> logit [B].
 
     `channels[i]` is the width at resolution image_size / 2**i; the last entry is the width of the
-    4x4 features. The head concatenates the text embedding broadcast over 4x4 to the features,
-    then conv3x3 (to 2 * channels[0], as DF-GAN's ndf * 2), LeakyReLU, conv4x4 -> one logit.
+    4x4 features. `head` scores the 4x4 features against a caption:
+
+    - "concat" (DF-GAN): the text embedding broadcast over 4x4 is concatenated to the features,
+      then conv3x3 (to 2 * channels[0], as DF-GAN's ndf * 2), LeakyReLU, conv4x4 -> one logit;
+    - "projection" (Miyato & Koyama 2018, "cGANs with Projection Discriminator"): with
+      h = sum over 4x4 of LeakyReLU(features) [B, C], logit = w . h + (V e) . h, where e is the
+      pooled caption and V a learnt text_dim -> C map. The caption enters as an inner product
+      with the image features, so D's matching score is linear in e and its gradient tells G
+      directly which feature directions the caption asks for.
     """
 
-    def __init__(self, text_dim: int, channels: Sequence[int], image_size: int):
+    def __init__(self, text_dim: int, channels: Sequence[int], image_size: int, head: str = "concat"):
         super().__init__()
         check_layout(image_size, channels, "disc_channels")
         if text_dim <= 0:
             raise ValueError(f"text_dim must be positive, got {text_dim}")
+        if head not in HEADS:
+            raise ValueError(f"gan.disc_head must be one of {HEADS}, got {head!r}")
         channels = [int(width) for width in channels]
         self.config = dict(text_dim=text_dim, channels=channels, image_size=image_size)
+        if head != "concat":  # written only when not the default: a concat network.json is unchanged
+            self.config["head"] = head
+        self.head_kind = head
         self.stem = nn.Conv2d(3, channels[0], 3, padding=1)
         self.blocks = nn.Sequential(
             *(DiscriminatorBlock(width_in, width_out) for width_in, width_out in _pairs(channels))
         )
-        head_width = 2 * channels[0]
-        self.joint = nn.Sequential(
-            nn.Conv2d(channels[-1] + text_dim, head_width, 3, padding=1),
-            nn.LeakyReLU(LEAK),
-            nn.Conv2d(head_width, 1, 4),
-        )
+        if head == "concat":
+            head_width = 2 * channels[0]
+            self.joint = nn.Sequential(
+                nn.Conv2d(channels[-1] + text_dim, head_width, 3, padding=1),
+                nn.LeakyReLU(LEAK),
+                nn.Conv2d(head_width, 1, 4),
+            )
+        else:
+            self.unconditional = nn.Linear(channels[-1], 1)  # w . h + b
+            # V starts at 0: D starts unconditional and grows its matching term from the data.
+            # With a random V, the text gradient of the summed 4x4 features is large enough at
+            # initialisation that MA-GP's 6th power reaches ~1e6 and its first steps wreck D.
+            self.text_projection = nn.Linear(text_dim, channels[-1], bias=False)  # V e
+            nn.init.zeros_(self.text_projection.weight)
 
     @classmethod
     def from_config(cls, cfg: GANConfig, text_dim: int, image_size: int | None = None) -> Discriminator:
         """Build from a GANConfig; `image_size` defaults to `cfg.image_size`."""
         image_size = cfg.image_size if image_size is None else image_size
-        return cls(text_dim, cfg.disc_channels, image_size)
+        return cls(text_dim, cfg.disc_channels, image_size, cfg.disc_head)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """images [B, 3, H, W] in [-1, 1] -> features [B, C, 4, 4] (text-independent)."""
@@ -249,6 +272,11 @@ class Discriminator(nn.Module):
         squeeze = text_pooled.dim() == 2
         texts = text_pooled[None] if squeeze else text_pooled  # [N, B, T]
         count, batch = texts.shape[:2]
+        if self.head_kind == "projection":
+            pooled = F.leaky_relu(features, LEAK).sum(dim=(2, 3))  # [B, C]
+            projected = self.text_projection(texts.to(pooled.dtype))  # [N, B, C]
+            logits = self.unconditional(pooled)[:, 0] + (projected * pooled).sum(dim=-1)  # [N, B]
+            return logits[0] if squeeze else logits
         feats = features[None].expand(count, *features.shape).flatten(0, 1)  # [N * B, C, 4, 4]
         texts = texts.flatten(0, 1).to(feats.dtype)[:, :, None, None]  # [N * B, T, 1, 1]
         texts = texts.expand(-1, -1, *feats.shape[2:])  # [N * B, T, 4, 4]

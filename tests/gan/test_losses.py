@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from imagegen.config import GANConfig, config_from_dict
-from imagegen.gan.losses import GANLoss, mismatched_text
+from imagegen.gan.losses import GANLoss, caption_contrastive, mismatched_text
 from imagegen.gan.networks import Discriminator, Generator
 
 LOG2 = math.log(2.0)
@@ -149,3 +149,49 @@ def test_d_phase_without_penalties_reports_none_and_is_deterministic_with_rng():
     assert "ma_gp" not in runs[0][1] and "r1" not in runs[0][1]
     torch.testing.assert_close(runs[0][0], runs[1][0])
     assert not torch.allclose(runs[0][0], runs[2][0])
+
+
+def test_caption_contrastive_is_cross_entropy_over_the_batch_captions():
+    scores = torch.randn(4, 4)  # [caption j, image i]
+    text = torch.randn(4, 6)
+    expected = torch.stack([-F.log_softmax(scores[:, i], dim=0)[i] for i in range(4)]).mean()
+    torch.testing.assert_close(caption_contrastive(scores, text), expected)
+    # a perfectly matching D (own caption far above the rest) costs ~0; swapping captions costs a lot
+    assert caption_contrastive(20 * torch.eye(4), text) < 1e-6
+    assert caption_contrastive(20 * torch.eye(4).roll(1, dims=0), text) > 10
+
+
+def test_caption_contrastive_leaves_duplicate_captions_out_of_the_softmax():
+    text = torch.randn(3, 6)
+    text[2] = text[0]  # images 0 and 2 share a caption: neither is the other's negative
+    scores = torch.randn(3, 3)
+
+    def own_vs(i, negatives):
+        column = scores[[i, *negatives], i]
+        return -F.log_softmax(column, dim=0)[0]
+
+    expected = torch.stack([own_vs(0, [1]), own_vs(1, [0, 2]), own_vs(2, [1])]).mean()
+    torch.testing.assert_close(caption_contrastive(scores, text), expected)
+    assert caption_contrastive(torch.randn(1, 1), torch.randn(1, 6)) == 0  # nothing to contrast
+
+
+def test_contrastive_weight_adds_the_term_to_both_phases():
+    cfg = config_from_dict(
+        {"preset": "gan-tiny16", "disc_head": "projection", "contrastive_weight": 0.5}, GANConfig
+    )
+    generator, discriminator = tiny_networks(cfg)
+    loss = GANLoss(cfg)
+    real, text, z = torch.rand(4, 3, 16, 16) * 2 - 1, torch.randn(4, 6), torch.randn(4, cfg.z_dim)
+    _, stats = loss("D", generator, discriminator, real, text, z)
+    expected = stats["D_real"] + (stats["D_fake"] + stats["D_mismatch"]) / 2 + stats["ma_gp"]
+    torch.testing.assert_close(stats["loss_D"], expected + 0.5 * stats["contrastive"])
+    scores = discriminator(real, text[:, None].expand(-1, 4, -1))  # [caption j, image i]
+    torch.testing.assert_close(stats["contrastive"], caption_contrastive(scores, text))
+
+    g_loss, stats = loss("G", generator, discriminator, None, text, z)
+    fake_scores = discriminator(generator(z, text), text[:, None].expand(-1, 4, -1))
+    expected = -fake_scores.diagonal().mean() + 0.5 * caption_contrastive(fake_scores, text)  # hinge G
+    torch.testing.assert_close(g_loss, expected)
+    assert stats["contrastive"] > 0
+    with pytest.raises(ValueError, match="contrastive_weight"):
+        GANLoss(config_from_dict({"contrastive_weight": -1.0}, GANConfig))

@@ -19,13 +19,14 @@ from imagegen.gan.networks import (
 from imagegen.presets import GAN_PRESETS
 
 TEXT_DIM = 384  # MiniLM's pooled width, the one preset counts are quoted for
-# (G, D) parameter counts in millions, as written in the comments of presets.GAN_PRESETS
+# (G, D with the concat head, D with the projection head) parameter counts in millions, as written
+# in the comments of presets.GAN_PRESETS and docs/gan.md
 DOCUMENTED_MILLIONS = {
-    "gan-tiny16": (0.15, 0.16),
-    "gan-tiny32": (0.95, 0.77),
-    "gan32": (4.18, 3.81),
-    "gan64": (6.39, 3.52),
-    "gan128": (8.59, 5.16),
+    "gan-tiny16": (0.15, 0.16, 0.06),
+    "gan-tiny32": (0.95, 0.77, 0.53),
+    "gan32": (4.18, 3.81, 3.17),
+    "gan64": (6.39, 3.52, 3.24),
+    "gan128": (8.59, 5.16, 4.88),
 }
 
 
@@ -40,9 +41,10 @@ def perturb_(module: torch.nn.Module, scale: float = 0.1) -> None:
             parameter.add_(scale * torch.randn_like(parameter))
 
 
+@pytest.mark.parametrize("head", ["concat", "projection"])
 @pytest.mark.parametrize("name", sorted(GAN_PRESETS))
-def test_preset_shapes_and_parameter_counts_on_meta(name):
-    cfg = config_from_dict({"preset": name}, GANConfig)
+def test_preset_shapes_and_parameter_counts_on_meta(name, head):
+    cfg = config_from_dict({"preset": name, "disc_head": head}, GANConfig)
     with torch.device("meta"):
         generator = Generator.from_config(cfg, TEXT_DIM)
         discriminator = Discriminator.from_config(cfg, TEXT_DIM)
@@ -55,13 +57,14 @@ def test_preset_shapes_and_parameter_counts_on_meta(name):
     assert logits_pairs.shape == (2, 3)
     assert discriminator.features(images).shape[-2:] == (4, 4)
     millions = (round(count_parameters(generator) / 1e6, 2), round(count_parameters(discriminator) / 1e6, 2))
-    assert millions == DOCUMENTED_MILLIONS[name]
+    generator_millions, *discriminator_millions = DOCUMENTED_MILLIONS[name]
+    assert millions == (generator_millions, discriminator_millions[head == "projection"])
 
 
 def test_required_presets_exist_and_tiny32_fits_a_cpu_run():
     assert {"gan32", "gan64", "gan128", "gan-tiny16", "gan-tiny32"} <= set(GAN_PRESETS)
     assert {GAN_PRESETS[name]["image_size"] for name in ("gan32", "gan64", "gan128")} == {32, 64, 128}
-    assert 0.3 <= sum(DOCUMENTED_MILLIONS["gan-tiny32"]) <= 2.0
+    assert 0.3 <= sum(DOCUMENTED_MILLIONS["gan-tiny32"][:2]) <= 2.0
 
 
 @pytest.mark.parametrize("image_size", [4, 12, 48, 0, -8])
@@ -164,3 +167,39 @@ def test_linear_output_is_raw_in_training_and_clamped_in_eval():
 def test_unknown_output_names_the_argument():
     with pytest.raises(ValueError, match="gan.output"):
         Generator.from_config(tiny_config(output="sigmoid"), TEXT_DIM)
+
+
+def test_projection_head_is_w_dot_h_plus_projected_caption_dot_h():
+    """logit = w . h + b + (V e) . h with h = sum over 4x4 of LeakyReLU(features) (Miyato & Koyama
+    2018), computed here by hand; several captions per image from one feature pass."""
+    discriminator = Discriminator.from_config(tiny_config(disc_head="projection"), TEXT_DIM)
+    perturb_(discriminator)
+    images, texts = torch.randn(3, 3, 16, 16), torch.randn(2, 3, TEXT_DIM)
+    h = F.leaky_relu(discriminator.features(images), LEAK).sum(dim=(2, 3))  # [3, C]
+    w, b = discriminator.unconditional.weight[0], discriminator.unconditional.bias[0]
+    V = discriminator.text_projection.weight  # [C, T]
+    expected = torch.stack([h @ w + b + ((texts[n] @ V.T) * h).sum(dim=1) for n in range(2)])
+    torch.testing.assert_close(discriminator(images, texts), expected)
+    torch.testing.assert_close(discriminator(images, texts[1]), expected[1])
+
+
+def test_projection_head_starts_text_blind_and_survives_a_rebuild():
+    discriminator = Discriminator.from_config(tiny_config(disc_head="projection"), TEXT_DIM)
+    images = torch.randn(2, 3, 16, 16)
+    text_a, text_b = torch.randn(2, TEXT_DIM), torch.randn(2, TEXT_DIM)
+    # V = 0 at initialisation: no huge text gradient for MA-GP's 6th power to blow up
+    torch.testing.assert_close(discriminator(images, text_a), discriminator(images, text_b))
+    (grad_text,) = torch.autograd.grad(discriminator(images, text_a.requires_grad_()).sum(), text_a)
+    assert grad_text.abs().max() == 0
+    perturb_(discriminator)
+    assert not torch.allclose(discriminator(images, text_a), discriminator(images, text_b))
+    assert discriminator.config["head"] == "projection"
+    rebuilt = Discriminator(**discriminator.config)
+    rebuilt.load_state_dict(discriminator.state_dict())
+    torch.testing.assert_close(rebuilt(images, text_a), discriminator(images, text_a))
+    assert "head" not in Discriminator.from_config(tiny_config(), TEXT_DIM).config  # concat unchanged
+
+
+def test_unknown_head_names_the_argument():
+    with pytest.raises(ValueError, match="gan.disc_head"):
+        Discriminator.from_config(tiny_config(disc_head="attention"), TEXT_DIM)

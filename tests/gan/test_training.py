@@ -28,9 +28,12 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_sixty_steps_make_the_generator_follow_the_caption(one_thread):
+@pytest.mark.parametrize("head", ["concat", "projection"])
+def test_sixty_steps_make_the_generator_follow_the_caption(one_thread, head):
     torch.manual_seed(0)
-    cfg = GANConfig(image_size=8, z_dim=8, gen_channels=[16, 16], disc_channels=[16, 16], loss="hinge")
+    cfg = GANConfig(
+        image_size=8, z_dim=8, gen_channels=[16, 16], disc_channels=[16, 16], loss="hinge", disc_head=head
+    )
     generator, discriminator = Generator.from_config(cfg, 2), Discriminator.from_config(cfg, 2)
     loss = GANLoss(cfg)
     optimizers = {

@@ -45,9 +45,16 @@ def _metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("loss", ["hinge", "nonsaturating"])
-def test_one_step_of_each_loss_updates_both_networks(gan_config, loss):
-    cfg = gan_config(f"gan.loss={loss}", "train.max_steps=1", "train.checkpoint_every=0")
+@pytest.mark.parametrize(
+    ("loss", "extra"),
+    [
+        ("hinge", ()),
+        ("nonsaturating", ()),
+        ("hinge", ("gan.disc_head=projection", "gan.contrastive_weight=1.0")),  # the Shapes CPU recipe
+    ],
+)
+def test_one_step_of_each_loss_updates_both_networks(gan_config, loss, extra):
+    cfg = gan_config(f"gan.loss={loss}", "train.max_steps=1", "train.checkpoint_every=0", *extra)
     torch.manual_seed(cfg.train.seed)
     initial_g, initial_d = factory.build_gan(cfg.gan, 384, cfg.gan.image_size)
     summary = Trainer(cfg).fit()
