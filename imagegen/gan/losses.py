@@ -17,6 +17,8 @@ mismatch weight,
 w = 1 is DF-GAN's `errD_real + (errD_fake + errD_mis) / 2`; w = 0 is the plain GAN. Rolled pairs
 whose caption embedding equals the true one (duplicate captions in a batch) are not negatives and
 are left out of the mismatch mean. Penalties on real, matching pairs: MA-GP (DF-GAN) and R1.
+Optionally (`contrastive_weight` > 0), XMC-GAN's sentence-image contrastive term on D's scores of
+each image against every caption of the batch is added to L_D (real images) and L_G (samples).
 The phase structure follows StyleGAN-T's `training/loss.py` (Sauer et al. 2023); the trainer
 owns backward, optimizers and `requires_grad` toggling (D frozen in the G phase saves compute).
 """

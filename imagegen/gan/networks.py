@@ -8,8 +8,9 @@ Text-to-Image Synthesis" (CVPR), Sec. 3:
   normalisation-free *deep fusion* layers apply a per-channel scale and shift predicted by an MLP
   of c = [z, text] (the "affine" layers), initialised to the identity (scale 1, shift 0);
 - the discriminator is a stack of residual down-blocks to 4x4 features, followed by a conditional
-  head on [features, text broadcast over 4x4]. `features` and `head` are separate so that
-  mismatched-text negatives reuse the real images' features.
+  head: DF-GAN's conv head on [features, text broadcast over 4x4], or a projection head (Miyato &
+  Koyama 2018). `features` and `head` are separate so that mismatched-text negatives and the
+  contrastive term reuse the real images' features.
 
 Channel lists are given per resolution, 4x4 first for the generator and full resolution first for
 the discriminator, so both have log2(image_size) - 1 entries. Each network keeps a plain `config`
