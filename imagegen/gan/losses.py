@@ -92,7 +92,10 @@ def mismatched_text(text_pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
 
 def caption_contrastive(scores: torch.Tensor, text_pooled: torch.Tensor) -> torch.Tensor:
-    """Sentence-image contrastive loss on D's matching scores (XMC-GAN, Zhang et al. 2021, Eq. 2).
+    """Sentence-image contrastive loss on D's matching scores (adapted from XMC-GAN, Zhang et al.
+    2021, Eq. 2, which uses cosine similarities of separate embeddings over a temperature; here the
+    scores are D's raw logits, and with the projection head only their caption term (V e) . h
+    differs between captions, since w . h + b cancels in the softmax).
 
     scores [B, B]: D's logit of image i against caption j at [j, i] (captions first, as
     `Discriminator.head` returns them); text_pooled [B, T]. Each image's caption must win a softmax
@@ -135,8 +138,9 @@ class GANLoss:
     def __init__(self, cfg: GANConfig):
         if cfg.loss not in LOGIT_LOSSES:
             raise ValueError(f"unknown GAN loss {cfg.loss!r}; valid losses: {sorted(LOGIT_LOSSES)}")
-        if min(cfg.mismatch_weight, cfg.ma_gp_weight, cfg.r1_weight, cfg.contrastive_weight) < 0:
-            raise ValueError("mismatch_weight, ma_gp_weight, r1_weight and contrastive_weight must be >= 0")
+        for name in ("mismatch_weight", "ma_gp_weight", "r1_weight", "contrastive_weight"):
+            if getattr(cfg, name) < 0:
+                raise ValueError(f"gan.{name} must be >= 0 (0 turns the term off), got {getattr(cfg, name)}")
         self.logit_loss = LOGIT_LOSSES[cfg.loss]
         self.mismatch_weight = cfg.mismatch_weight
         self.ma_gp_weight, self.ma_gp_power = cfg.ma_gp_weight, cfg.ma_gp_power

@@ -217,7 +217,7 @@ class Discriminator(nn.Module):
     - "concat" (DF-GAN): the text embedding broadcast over 4x4 is concatenated to the features,
       then conv3x3 (to 2 * channels[0], as DF-GAN's ndf * 2), LeakyReLU, conv4x4 -> one logit;
     - "projection" (Miyato & Koyama 2018, "cGANs with Projection Discriminator"): with
-      h = sum over 4x4 of LeakyReLU(features) [B, C], logit = w . h + (V e) . h, where e is the
+      h = sum over 4x4 of LeakyReLU(features) [B, C], logit = w . h + b + (V e) . h, where e is the
       pooled caption and V a learnt text_dim -> C map. The caption enters as an inner product
       with the image features, so D's matching score is linear in e and its gradient tells G
       directly which feature directions the caption asks for.

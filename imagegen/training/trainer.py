@@ -52,9 +52,12 @@ class TrainSummary:
     sample_grid: Path | None
 
     def line(self) -> str:
+        # NaN here means no step of this invocation was a log step (e.g. a short resume), not a
+        # NaN loss: those are skipped and counted in bad_steps
+        loss = "not logged" if math.isnan(self.last_loss) else f"{self.last_loss:.4f}"
         return (
             f"done: {self.step} steps in {self.minutes:.1f} min, {self.images_per_second:.1f} img/s, "
-            f"last loss {self.last_loss:.4f}, {self.bad_steps} skipped steps; "
+            f"last loss {loss}, {self.bad_steps} skipped steps; "
             f"checkpoint {self.checkpoint}; samples {self.sample_grid}"
         )
 

@@ -193,5 +193,33 @@ def test_contrastive_weight_adds_the_term_to_both_phases():
     expected = -fake_scores.diagonal().mean() + 0.5 * caption_contrastive(fake_scores, text)  # hinge G
     torch.testing.assert_close(g_loss, expected)
     assert stats["contrastive"] > 0
-    with pytest.raises(ValueError, match="contrastive_weight"):
+    with pytest.raises(ValueError, match=r"gan\.contrastive_weight must be >= 0 .* got -1\.0"):
         GANLoss(config_from_dict({"contrastive_weight": -1.0}, GANConfig))
+
+
+def test_the_contrastive_term_alone_trains_both_networks_and_leaves_ma_gp_unchanged():
+    overrides = {"preset": "gan-tiny16", "disc_head": "projection"}
+    cfg_off = config_from_dict(overrides, GANConfig)
+    cfg_on = config_from_dict({**overrides, "contrastive_weight": 0.5}, GANConfig)
+    generator, discriminator = tiny_networks(cfg_on)
+    real, text, z = torch.rand(4, 3, 16, 16) * 2 - 1, torch.randn(4, 6), torch.randn(4, cfg_on.z_dim)
+    _, off = GANLoss(cfg_off)("D", generator, discriminator, real, text, z)
+    _, on = GANLoss(cfg_on)("D", generator, discriminator, real, text, z)
+    torch.testing.assert_close(on["ma_gp"], off["ma_gp"])  # penalty on matching pairs only
+    torch.testing.assert_close(on["loss_D"] - 0.5 * on["contrastive"], off["loss_D"])
+
+    # through GANLoss, the term changes V's gradient (D phase) and G's gradient (G phase)
+    def gradients(cfg, phase, network):
+        network.zero_grad(set_to_none=True)
+        loss, _ = GANLoss(cfg)(phase, generator, discriminator, real, text, z)
+        loss.backward()
+        return [parameter.grad.clone() for parameter in network.parameters()]
+
+    discriminator.requires_grad_(True)
+    v_off = gradients(cfg_off, "D", discriminator.text_projection)[0]
+    v_on = gradients(cfg_on, "D", discriminator.text_projection)[0]
+    assert not torch.allclose(v_on, v_off)
+    discriminator.requires_grad_(False)
+    g_off = gradients(cfg_off, "G", generator)
+    g_on = gradients(cfg_on, "G", generator)
+    assert any(not torch.allclose(a, b) for a, b in zip(g_on, g_off))

@@ -65,6 +65,9 @@ def test_one_step_of_each_loss_updates_both_networks(gan_config, loss, extra):
         assert any(moved), f"{prefix} did not learn"
     (logged,) = _metrics(summary.run_dir)
     assert math.isfinite(logged["D/loss"]) and math.isfinite(logged["G/loss"])
+    if cfg.gan.contrastive_weight > 0:  # the term is in both phases, and V (zero at init) learnt
+        assert math.isfinite(logged["D/contrastive"]) and math.isfinite(logged["G/contrastive"])
+        assert trained["D.text_projection.weight"].abs().max() > 0
     if loss == "nonsaturating":  # logits start near 0: each term costs about log 2
         assert logged["G/loss"] == pytest.approx(math.log(2), abs=0.2)
     # the checkpoint's EMA of G is a self-describing network folder (no pickle)

@@ -122,12 +122,19 @@ def test_sigkill_ten_runs(tmp_path, text_cache_dir):
     _sigkill_test(tmp_path, text_cache_dir, runs=10, seed=2)
 
 
-def test_a_field_added_since_the_checkpoint_takes_its_default_but_a_change_is_refused(tiny_config):
-    """A checkpoint's config written before `gan.output` existed resumes as tanh (the default),
-    and is refused, naming the key, when the run now asks for linear."""
+@pytest.mark.parametrize(
+    ("field", "changed"),
+    [("output", "linear"), ("disc_head", "projection"), ("contrastive_weight", "1.0")],
+)
+def test_a_field_added_since_the_checkpoint_takes_its_default_but_a_change_is_refused(
+    tiny_config, field, changed
+):
+    """A checkpoint's config written before a gan field existed resumes with the default (tanh,
+    concat head, no contrastive term), and is refused, naming the key, when the run now asks for
+    another value."""
     cfg = tiny_config()
     saved = config_to_dict(cfg)
-    del saved["gan"]["output"]  # as written by the version before the field
+    del saved["gan"][field]  # as written by the version before the field
     check_resumable(saved, cfg)  # no error: missing = default
-    with pytest.raises(ValueError, match=r"gan\.output"):
-        check_resumable(saved, tiny_config("gan.output=linear"))
+    with pytest.raises(ValueError, match=rf"gan\.{field}"):
+        check_resumable(saved, tiny_config(f"gan.{field}={changed}"))

@@ -16,7 +16,7 @@ from imagegen.training import checkpoint as ckpt
 from imagegen.training.data import DataPosition, ShardedBatchSampler, epoch_order
 from imagegen.training.ema import EMA
 from imagegen.training.objectives import DiffusionObjective
-from imagegen.training.trainer import Trainer, TrainingStopped
+from imagegen.training.trainer import Trainer, TrainingStopped, TrainSummary
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -197,3 +197,12 @@ def test_sync_free_step_stops_after_too_many_skipped_steps(tiny_config, monkeypa
     trainer = Trainer(tiny_config("speed.sync_free_step=true", "train.log_every=1", "train.max_steps=50"))
     with pytest.raises(TrainingStopped, match="10 consecutive steps"):
         trainer.fit()
+
+
+def test_summary_says_not_logged_rather_than_nan_when_no_log_step_was_reached():
+    """A short resume that ends between log steps has no logged loss; the summary must not print
+    'last loss nan', which reads as a diverged run."""
+    summary = TrainSummary(Path("runs/x"), 2175, 0.0, 8.3, float("nan"), 0, None, None)
+    assert "last loss not logged" in summary.line() and "nan" not in summary.line()
+    logged = TrainSummary(Path("runs/x"), 10, 0.1, 8.3, 0.25, 0, None, None)
+    assert "last loss 0.2500" in logged.line()
