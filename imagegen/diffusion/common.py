@@ -12,13 +12,6 @@ from collections.abc import Sequence
 import torch
 
 
-def check_choice(argument: str, value: str, allowed: Sequence[str]) -> str:
-    """Return `value` if it is one of `allowed`; otherwise raise a ValueError listing them."""
-    if value not in allowed:
-        raise ValueError(f"unknown {argument} {value!r}; allowed: {', '.join(allowed)}")
-    return value
-
-
 def check_num_steps(num_steps: int, num_timesteps: int) -> int:
     """Sampling steps must be an integer in [1, num_timesteps]."""
     if isinstance(num_steps, bool) or not isinstance(num_steps, int):

@@ -12,7 +12,6 @@ from collections.abc import Callable
 import torch
 
 from imagegen.diffusion.common import (
-    check_choice,
     check_probability,
     expand_null_condition,
     rand,
@@ -20,6 +19,7 @@ from imagegen.diffusion.common import (
     randn,
 )
 from imagegen.diffusion.schedule import GaussianDiffusion
+from imagegen.utils.checks import check_choice
 
 LOSS_WEIGHTINGS = ("none", "min_snr")
 

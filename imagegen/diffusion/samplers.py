@@ -27,10 +27,11 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 from tqdm.auto import tqdm
 
-from imagegen.diffusion.common import check_choice, check_num_steps, check_probability, condition_batch, randn
+from imagegen.diffusion.common import check_num_steps, check_probability, condition_batch, randn
 from imagegen.diffusion.guidance import Denoiser, Model, guided_denoiser
 from imagegen.diffusion.schedule import GaussianDiffusion
 from imagegen.diffusion.thresholding import THRESHOLDING_MODES, threshold_x0
+from imagegen.utils.checks import check_choice
 
 X0Transform = Callable[[torch.Tensor], torch.Tensor]
 

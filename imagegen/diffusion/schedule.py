@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from diffusers import DDPMScheduler
 
-from imagegen.diffusion.common import check_choice
+from imagegen.utils.checks import check_choice
 
 # our name -> diffusers' name
 SCHEDULES = {"cosine": "squaredcos_cap_v2", "linear": "linear"}

@@ -11,7 +11,8 @@ import math
 
 import torch
 
-from imagegen.diffusion.common import check_choice, check_probability
+from imagegen.diffusion.common import check_probability
+from imagegen.utils.checks import check_choice
 
 THRESHOLDING_MODES = ("dynamic", "static", "none")
 

@@ -35,6 +35,7 @@ from torch import nn
 from imagegen.config import GANConfig
 from imagegen.gan.augment import DiffAugment
 from imagegen.gan.regularizers import ma_gp, r1_penalty
+from imagegen.utils.checks import check_choice
 
 PHASES = ("D", "G")
 
@@ -136,8 +137,7 @@ class GANLoss:
     phases = PHASES
 
     def __init__(self, cfg: GANConfig):
-        if cfg.loss not in LOGIT_LOSSES:
-            raise ValueError(f"unknown GAN loss {cfg.loss!r}; valid losses: {sorted(LOGIT_LOSSES)}")
+        check_choice("gan.loss", cfg.loss, sorted(LOGIT_LOSSES))
         for name in ("mismatch_weight", "ma_gp_weight", "r1_weight", "contrastive_weight"):
             if getattr(cfg, name) < 0:
                 raise ValueError(f"gan.{name} must be >= 0 (0 turns the term off), got {getattr(cfg, name)}")
@@ -230,16 +230,18 @@ class GANLoss:
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Phase G: L_G on D(augment(G(z, e)), e). Returns (scalar, stats)."""
         text = text_pooled.detach()
+        captions = [text[None]]
+        if self.contrastive_weight > 0:
+            captions.append(_all_captions(text))
         fake = self.augment(generator_net(z, text), rng)
-        if self.contrastive_weight <= 0:
-            logits_fake = discriminator_net(fake, text)  # [B]
-            loss = self.g_objective(logits_fake)
-            return loss, _detached({"loss_G": loss, "logit_fake": logits_fake.mean()})
-        scores = discriminator_net(fake, torch.cat([text[None], _all_captions(text)]))  # [1 + B, B]
+        scores = discriminator_net(fake, torch.cat(captions))  # [1 (+ B), B]
         logits_fake = scores[0]
-        contrastive = caption_contrastive(scores[1:], text)
-        loss = self.g_objective(logits_fake) + self.contrastive_weight * contrastive
-        return loss, _detached({"loss_G": loss, "logit_fake": logits_fake.mean(), "contrastive": contrastive})
+        loss = self.g_objective(logits_fake)
+        stats = {"logit_fake": logits_fake.mean()}
+        if self.contrastive_weight > 0:
+            stats["contrastive"] = caption_contrastive(scores[1:], text)
+            loss = loss + self.contrastive_weight * stats["contrastive"]
+        return loss, _detached({"loss_G": loss, **stats})
 
 
 def _detached(stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imagegen.config import GANConfig
+from imagegen.utils.checks import check_choice
 
 LEAK = 0.2  # LeakyReLU slope used everywhere (DF-GAN)
 
@@ -142,8 +143,7 @@ class Generator(nn.Module):
         check_layout(image_size, channels, "gen_channels")
         if z_dim <= 0 or text_dim <= 0:
             raise ValueError(f"z_dim and text_dim must be positive, got z_dim={z_dim}, text_dim={text_dim}")
-        if output not in OUTPUTS:
-            raise ValueError(f"gan.output must be one of {OUTPUTS}, got {output!r}")
+        check_choice("gan.output", output, OUTPUTS)
         channels = [int(width) for width in channels]
         self.config = dict(z_dim=z_dim, text_dim=text_dim, channels=channels, image_size=image_size)
         if output != "tanh":  # written only when not the default: a tanh network.json is unchanged
@@ -228,8 +228,7 @@ class Discriminator(nn.Module):
         check_layout(image_size, channels, "disc_channels")
         if text_dim <= 0:
             raise ValueError(f"text_dim must be positive, got {text_dim}")
-        if head not in HEADS:
-            raise ValueError(f"gan.disc_head must be one of {HEADS}, got {head!r}")
+        check_choice("gan.disc_head", head, HEADS)
         channels = [int(width) for width in channels]
         self.config = dict(text_dim=text_dim, channels=channels, image_size=image_size)
         if head != "concat":  # written only when not the default: a concat network.json is unchanged
