@@ -8,13 +8,22 @@ the same run, interleaved round by round with ours so that load from other proce
 and reported as ratios (ours / diffusers; > 1 means ours is faster). Large presets (`--large`) are
 built on the meta device: parameters and GFLOPs only.
 
+Numeric paths (`--paths`): "fp32" is eager fp32 with torch's attention kernels (the old CPU
+default); "auto" is what `train.mixed_precision: auto` picks on this machine (bf16 autocast where
+the CPU computes bf16 natively, with the "math" SDPA kernel: imagegen/nn/precision.py). Each
+model is timed under each path in the same interleaved rounds. CPU MFU = 3 x forward GFLOPs x
+train img/s over the matmul rate of the path's dtype, measured in the same run (2048^2 matmul and
+a 3x3 64-channel convolution at 32 px, batch 32, forward only, NCHW and channels-last).
+
     .venv/bin/python benchmarks/unet_speed.py --out runs/bench/unet_speed.json
     .venv/bin/python benchmarks/unet_speed.py --presets tiny32 sr64-tiny --large
+    .venv/bin/python benchmarks/unet_speed.py --paths fp32 auto --batch 32   # old vs new CPU path
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -28,6 +37,9 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from imagegen.config import UNetConfig, config_from_dict
 from imagegen.models import EfficientUNet
+from imagegen.nn import ATTENTION_BACKENDS
+from imagegen.nn.attention import attention_kernels
+from imagegen.nn.precision import resolve_attention_backend, resolve_mixed_precision
 
 TEXT_DIM, TEXT_LENGTH = 384, 32
 LARGE_PRESETS = ["base64-100m", "base64-300m", "sr256", "sr1024"]
@@ -112,18 +124,63 @@ def params_millions(model: torch.nn.Module) -> float:
     return sum(p.numel() for p in model.parameters()) / 1e6
 
 
-def train_step_fn(model: torch.nn.Module, forward: Forward, batch: dict) -> Callable[[], None]:
-    """One training step: forward, MSE to a random target, backward, AdamW."""
+def resolve_path(path: str) -> tuple[str, str]:
+    """A numeric path name -> (mixed precision, SDPA backend) as the trainer would resolve them."""
+    precision = "no" if path == "fp32" else resolve_mixed_precision("auto", "cpu")
+    return precision, resolve_attention_backend("auto", precision, "cpu")
+
+
+def train_step_fn(
+    model: torch.nn.Module, forward: Forward, batch: dict, path: str = "fp32"
+) -> Callable[[], None]:
+    """One training step on `path`: forward (under bf16 autocast if the path says so), fp32 MSE to
+    a random target, backward, AdamW."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     target = torch.randn_like(batch["x_t"])
+    precision, backend = resolve_path(path)
 
     def step() -> None:
-        loss = torch.nn.functional.mse_loss(forward(batch), target)
+        with (
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"),
+            attention_kernels(ATTENTION_BACKENDS[backend]),
+        ):
+            output = forward(batch)
+        loss = torch.nn.functional.mse_loss(output.float(), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
     return step
+
+
+def measured_rates() -> dict[str, float]:
+    """GFLOP/s of this CPU, now: matmul 2048^2 and a 3x3 64->64 conv (32 px, batch 32), per dtype."""
+    rates = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+        rates[f"matmul_{name}"] = 2 * 2048**3 / _best_of(lambda a=a, b=b: a @ b) / 1e9
+        conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(dtype)
+        x = torch.randn(32, 64, 32, 32, dtype=dtype)
+        conv_flops = 2 * 32 * 64 * 64 * 9 * 32 * 32
+        with torch.no_grad():
+            rates[f"conv_{name}"] = conv_flops / _best_of(functools.partial(conv, x)) / 1e9
+            conv_cl, x_cl = (
+                conv.to(memory_format=torch.channels_last),
+                x.to(memory_format=torch.channels_last),
+            )
+            seconds = _best_of(functools.partial(conv_cl, x_cl))
+            rates[f"conv_{name}_channels_last"] = conv_flops / seconds / 1e9
+    return rates
+
+
+def _best_of(call: Callable[[], object], repeats: int = 8) -> float:
+    call()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def sample_step_fn(forward: Forward, batch: dict) -> Callable[[], None]:
@@ -174,14 +231,18 @@ def time_preset(preset: str, args: argparse.Namespace) -> list[dict]:
         for name, (net, fwd) in models.items()
     }
     train_batch = make_batch(args.batch, size, cfg.lowres_cond)
-    train = interleaved(
-        {name: train_step_fn(net.train(), fwd, train_batch) for name, (net, fwd) in models.items()},
-        args.warmup,
-        args.rounds,
-        args.repeats,
-    )
+    steps = {
+        (name, path): train_step_fn(net.train(), fwd, train_batch, path)
+        for name, (net, fwd) in models.items()
+        for path in args.paths
+    }
+    train = interleaved(steps, args.warmup, args.rounds, args.repeats)
+    for (name, path), seconds in train.items():
+        precision, backend = resolve_path(path)
+        rows[name][f"train_img_per_s@{path}"] = args.batch / seconds
+        rows[name][f"path@{path}"] = f"{precision}/{backend}"
     for name in models:
-        rows[name]["train_img_per_s"] = args.batch / train[name]
+        rows[name]["train_img_per_s"] = rows[name][f"train_img_per_s@{args.paths[-1]}"]
     for sample_batch in (1, 8):
         batch = make_batch(sample_batch, size, cfg.lowres_cond)
         steps = {name: sample_step_fn(fwd, batch) for name, (net, fwd) in models.items()}
@@ -216,6 +277,46 @@ def ratios(rows: list[dict]) -> list[dict]:
             )
         )
     return out
+
+
+def path_table(rows: list[dict], paths: list[str], rates: dict[str, float]) -> list[dict]:
+    """Per timed model and path: train img/s, speed-up over the first path, CPU MFU."""
+    out = []
+    for row in rows:
+        if f"train_img_per_s@{paths[0]}" not in row:
+            continue
+        base = row[f"train_img_per_s@{paths[0]}"]
+        for path in paths:
+            precision = row[f"path@{path}"].split("/")[0]
+            peak = rates["matmul_bf16" if precision == "bf16" else "matmul_fp32"]
+            speed = row[f"train_img_per_s@{path}"]
+            mfu = 3 * row["gflops"] * speed / peak
+            out.append(
+                dict(
+                    model=row["model"],
+                    path=path,
+                    resolved=row[f"path@{path}"],
+                    train_img_per_s=speed,
+                    speedup=speed / base,
+                    peak_gflops=peak,
+                    cpu_mfu=mfu,
+                )
+            )
+    return out
+
+
+def paths_markdown(paths: list[dict], batch: int) -> str:
+    lines = [
+        f"| model | path (precision/attention) | train img/s (B={batch}) | vs first path | "
+        "CPU MFU (of matmul rate) |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for item in paths:
+        lines.append(
+            f"| {item['model']} | {item['path']} ({item['resolved']}) | {item['train_img_per_s']:.1f} | "
+            f"{item['speedup']:.2f}x | {100 * item['cpu_mfu']:.1f}% of {item['peak_gflops']:.0f} GFLOP/s |"
+        )
+    return "\n".join(lines)
 
 
 def markdown(rows: list[dict], speedups: list[dict], batch: int) -> str:
@@ -256,6 +357,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (ours, diffusers, ...)")
     parser.add_argument("--repeats", type=int, default=2, help="timed training steps per round")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument(
+        "--paths", nargs="+", default=["fp32", "auto"], choices=["fp32", "auto"], help="numeric paths timed"
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     return parser.parse_args()
 
@@ -266,6 +370,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     env = dict(torch=torch.__version__, threads=torch.get_num_threads(), cpu=platform.processor() or "cpu")
     print(f"# unet_speed: {env} presets={args.presets} large={args.large} batch={args.batch}", flush=True)
+    rates = measured_rates()
+    print("# measured GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items()), flush=True)
     rows = []
     for preset in args.presets:
         rows += time_preset(preset, args)
@@ -273,15 +379,25 @@ def main() -> None:
     if args.large:
         rows += [large_row(preset) for preset in LARGE_PRESETS]
     speedups = ratios(rows)
+    paths = path_table(rows, args.paths, rates)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
             json.dumps(
-                dict(env=env, args=vars(args) | {"out": str(args.out)}, rows=rows, speedups=speedups),
+                dict(
+                    env=env,
+                    args=vars(args) | {"out": str(args.out)},
+                    rates=rates,
+                    rows=rows,
+                    speedups=speedups,
+                    paths=paths,
+                ),
                 indent=2,
             )
         )
     print(markdown(rows, speedups, args.batch))
+    print()
+    print(paths_markdown(paths, args.batch))
 
 
 if __name__ == "__main__":

@@ -153,7 +153,9 @@ class TrainConfig:
     max_minutes: float = 0.0  # wall-clock stop; 0 = none
     grad_accum_steps: int = 1
     grad_clip: float = 1.0
-    mixed_precision: str = "no"  # "no" | "bf16" | "fp16"
+    # "auto" (bf16 where the CPU/GPU computes it natively, else fp32: imagegen.nn.precision) |
+    # "no" | "bf16" | "fp16"
+    mixed_precision: str = "auto"
     ema_max_decay: float = 0.999
     ema_inv_gamma: float = 1.0
     ema_power: float = 0.75

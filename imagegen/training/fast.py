@@ -13,7 +13,8 @@ behind a flag whose default is the plain eager fp32 path:
   mechanism of torch's GradScaler), which leaves weights, moments and step counts untouched, and
   `masked_ema_update` leaves the EMA untouched; counts are read only at log steps (`read`).
 
-bf16 autocast is `train.mixed_precision` (accelerate); it needs nothing here.
+bf16 autocast is `train.mixed_precision` (accelerate; "auto" is resolved per machine by
+`imagegen.nn.precision`); here it only picks the CPU attention kernel.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import Tensor, nn
 
 from imagegen.config import SpeedConfig
 from imagegen.nn import ATTENTION_BACKENDS, set_attention_backend
+from imagegen.nn.precision import resolve_attention_backend
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
@@ -80,16 +82,21 @@ def _checkpoint(module: nn.Module, *inputs):
     return torch.utils.checkpoint.checkpoint(module.__call__, *inputs, use_reentrant=False)
 
 
-def prepare_network(network: nn.Module, speed: SpeedConfig) -> nn.Module:
+def prepare_network(
+    network: nn.Module, speed: SpeedConfig, precision: str = "no", device_type: str = "cpu"
+) -> nn.Module:
     """Apply the layout and memory fast paths of `speed` to `network`, in place; returns it.
 
     Call after building the network and before `accelerator.prepare` (which moves it): SDPA
-    backend (`attention_backend`), `channels_last`, `activation_checkpointing`. With the
-    defaults the network is returned untouched.
+    backend (`attention_backend`; "auto" is "math" under CPU bf16, `resolve_attention_backend`),
+    `channels_last`, `activation_checkpointing`. `precision` is the resolved mixed precision
+    ("no" | "bf16" | "fp16") the network will train under on `device_type`. With the defaults
+    the network is returned untouched.
     """
     check_speed(speed)
-    if speed.attention_backend != "auto":
-        set_attention_backend(network, speed.attention_backend)
+    backend = resolve_attention_backend(speed.attention_backend, precision, device_type)
+    if backend != "auto":
+        set_attention_backend(network, backend)
     if speed.channels_last:
         to_channels_last(network)
     if speed.activation_checkpointing:

@@ -26,6 +26,7 @@ from accelerate.utils import ProjectConfiguration, broadcast_object_list
 from tqdm.auto import tqdm
 
 from imagegen.config import RunConfig, config_from_dict, config_to_dict, dump_config, save_config
+from imagegen.nn.precision import resolve_mixed_precision
 from imagegen.training import checkpoint as ckpt
 from imagegen.training.build import build_objective, build_text_cache, build_train_dataset
 from imagegen.training.data import DataPosition, ShardedBatchSampler, make_loader
@@ -139,9 +140,12 @@ class Trainer:
         self.accelerator = Accelerator(
             # with no GPU, several launched processes train on CPU with gloo (accelerate's MULTI_CPU)
             cpu=not torch.cuda.is_available(),
-            mixed_precision=cfg.train.mixed_precision,
+            mixed_precision=resolve_mixed_precision(
+                cfg.train.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu"
+            ),
             step_scheduler_with_optimizer=False,  # one LR step per optimizer step, on every process
         )
+        self.precision = self.accelerator.mixed_precision  # "auto" resolved for this machine
         self.run_dir, self.resume_from = self._resolve_run(resume)
         self.accelerator.project_configuration = ProjectConfiguration(project_dir=str(self.run_dir))
         self.is_main = self.accelerator.is_main_process
@@ -204,7 +208,8 @@ class Trainer:
         acc, train = self.accelerator, self.cfg.train
         nets, speed = self.objective.networks, self.cfg.speed
         for name in list(nets):
-            nets[name] = compile_network(acc.prepare(prepare_network(nets[name], speed)), speed)
+            prepared = prepare_network(nets[name], speed, self.precision, acc.device.type)
+            nets[name] = compile_network(acc.prepare(prepared), speed)
         self.optimizers, self.schedulers, self.guards = {}, {}, {}
         for phase in self.objective.phases:
             spec = self.objective.phase_spec(phase)
@@ -395,6 +400,8 @@ class Trainer:
         if self.is_main:
             print(dump_config(cfg), flush=True)
             print(f"run directory: {self.run_dir}", flush=True)
+            chosen = f"mixed precision: {self.precision} (train.mixed_precision={cfg.train.mixed_precision})"
+            print(chosen, flush=True)
         started, start_step = time.time(), self.step
         last_saved = self.step if self.resume_from is not None else -1
         grid, last_loss = None, float("nan")
