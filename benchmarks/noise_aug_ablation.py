@@ -79,7 +79,7 @@ def train_once(config: Path, run_dir: Path, minutes: float, overrides: list[str]
 
 
 def single_object_prompts() -> list[tuple[str, dict]]:
-    from imagegen.cli.demo import single_object_prompts as prompts
+    from imagegen.evaluation.single_objects import single_object_prompts as prompts
 
     return prompts()
 
