@@ -22,7 +22,8 @@ from imagegen import factory
 from imagegen.cascade.fast_sampling import sampling_network
 from imagegen.config import RunConfig, config_from_dict
 from imagegen.utils.images import tensor_to_pil
-from imagegen.utils.runs import latest_checkpoint
+from imagegen.utils.integrity import CorruptCheckpointError, verify_checkpoint
+from imagegen.utils.runs import intact_checkpoint, is_checkpoint, latest_checkpoint
 
 log = logging.getLogger("imagegen.generate")
 
@@ -51,13 +52,16 @@ def resolve_checkpoint(path: str | Path | None) -> Path:
         log.warning("no model given: using the newest run, %s", run)
         path = run
     path = Path(path)
-    if (path / "trainer.json").is_file():
+    if is_checkpoint(path) or (path / "trainer.json").is_file():
+        verify_checkpoint(path)  # named explicitly: no fallback, the error names the bad file
         return path
     if not path.exists():
         raise FileNotFoundError(f"model path {path} does not exist")
-    checkpoint = latest_checkpoint(path)
-    if checkpoint is None:
+    if latest_checkpoint(path) is None:
         raise FileNotFoundError(f"{path} holds no complete checkpoint (checkpoints/checkpoint-N/)")
+    checkpoint = intact_checkpoint(path)  # newest intact; each corrupt newer one is named in a warning
+    if checkpoint is None:
+        raise CorruptCheckpointError(f"{path}: every checkpoint is corrupt (see the warnings above)")
     return checkpoint
 
 

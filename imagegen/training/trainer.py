@@ -32,6 +32,8 @@ from imagegen.training.data import DataPosition, ShardedBatchSampler, make_loade
 from imagegen.training.ema import EMA
 from imagegen.training.fast import StepGuard, adamw_options, compile_network, prepare_network
 from imagegen.training.logs import RunLogger
+from imagegen.utils.integrity import HASHES_KEY, CorruptCheckpointError, hash_folder, verify_checkpoint
+from imagegen.utils.runs import intact_checkpoint
 
 log = logging.getLogger("imagegen.train")
 
@@ -72,26 +74,37 @@ def _new_run_dir(cfg: RunConfig) -> Path:
     return Path(cfg.train.output_dir) / name
 
 
+def resume_candidates(cfg: RunConfig, resume: str) -> list[Path]:
+    """The run folders `find_resume` may pick from."""
+    if resume != "latest":
+        path = Path(resume)
+        return [path.parent.parent if ckpt.CHECKPOINT_RE.match(path.name) else path]
+    root = Path(cfg.train.output_dir)
+    prefix = cfg.train.run_name or f"{cfg.name}-"
+    return [p for p in root.glob(f"{prefix}*") if p.is_dir()] if root.is_dir() else []
+
+
 def find_resume(cfg: RunConfig, resume: str) -> tuple[Path, Path] | None:
     """`resume` is "latest" (newest checkpoint of this config's runs), a run dir, or a checkpoint."""
     path = Path(resume)
     if resume != "latest":
         if ckpt.CHECKPOINT_RE.match(path.name) and path.is_dir():
+            verify_checkpoint(path)  # named explicitly: no fallback, the error names the bad file
             return path.parent.parent, path
-        if (found := ckpt.latest_checkpoint(path)) is not None:
+        if (found := intact_checkpoint(path)) is not None:
             return path, found
+        if ckpt.latest_checkpoint(path) is not None:
+            raise CorruptCheckpointError(f"--resume {resume}: every checkpoint is corrupt (see warnings)")
         raise FileNotFoundError(f"--resume {resume}: no checkpoint-N folder found there")
-    root = Path(cfg.train.output_dir)
-    prefix = cfg.train.run_name or f"{cfg.name}-"
-    runs = (
-        [p for p in root.glob(f"{prefix}*") if p.is_dir() and ckpt.latest_checkpoint(p)]
-        if root.is_dir()
-        else []
-    )
+    runs = [p for p in resume_candidates(cfg, resume) if ckpt.latest_checkpoint(p)]
     if not runs:
         return None
-    run = max(runs, key=lambda p: ckpt.latest_checkpoint(p).stat().st_mtime)
-    return run, ckpt.latest_checkpoint(run)
+    for run in sorted(runs, key=lambda p: ckpt.latest_checkpoint(p).stat().st_mtime, reverse=True):
+        if (found := intact_checkpoint(run)) is not None:  # newest intact; corrupt ones are named
+            return run, found
+    raise CorruptCheckpointError(
+        f"--resume latest: every checkpoint of {[str(p) for p in runs]} is corrupt (see the warnings)"
+    )
 
 
 # Config sections that must match for a checkpoint to load into the networks being built.
@@ -151,6 +164,10 @@ class Trainer:
     # -- set-up --------------------------------------------------------------------------------
 
     def _resolve_run(self, resume: str | None) -> tuple[Path, Path | None]:
+        if resume and self.accelerator.is_main_process:
+            for run_dir in resume_candidates(self.cfg, resume):  # finish commits a kill interrupted
+                ckpt.recover_interrupted(run_dir)
+        self.accelerator.wait_for_everyone()
         found = find_resume(self.cfg, resume) if resume else None
         if resume == "latest" and found is None and self.accelerator.is_main_process:
             log.warning("--resume latest: no checkpoint of %r found; starting a new run", self.cfg.name)
@@ -166,7 +183,10 @@ class Trainer:
             check_resumable(saved, cfg)
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            ckpt.remove_stale_temporaries(self.run_dir)
+            ckpt.recover_interrupted(self.run_dir)
+            aside = ckpt.set_aside_newer(self.run_dir, self.resume_from) if self.resume_from else None
+            if aside is not None:
+                log.warning("resuming from %s: its newer checkpoints moved to %s", self.resume_from, aside)
             save_config(cfg, self.run_dir / "config.yaml")
         acc.wait_for_everyone()
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every process
@@ -236,6 +256,7 @@ class Trainer:
             ckpt.make_empty_dir(tmp)
         acc.wait_for_everyone()
         acc.save_state(str(tmp / "state"))  # optimizer, LR scheduler, RNG, raw weights
+        acc.wait_for_everyone()  # every process's files are on disk before they are hashed
         final = None
         if self.is_main:
             for name, ema in self.emas.items():
@@ -244,8 +265,9 @@ class Trainer:
                 _save_network(ema.refresh(), folder)
                 ema.save(folder)
             save_config(self.cfg, tmp / "config.yaml")
-            ckpt.write_json_atomic(tmp / "trainer.json", self._trainer_state())  # written last
-            final = ckpt.commit(tmp, self.step, self.cfg.train.keep_last)
+            state = {**self._trainer_state(), HASHES_KEY: hash_folder(tmp)}
+            ckpt.write_json_atomic(tmp / "trainer.json", state)  # written last
+            final = ckpt.commit(tmp, self.step, self.cfg.train.keep_last, self.run_dir)
         acc.wait_for_everyone()
         return final
 
@@ -258,6 +280,7 @@ class Trainer:
             "text_identity": self.text_cache.identity,
             "num_processes": self.accelerator.num_processes,
             "batch_size": self.cfg.train.batch_size,
+            "run_dir": str(self.run_dir.resolve()),  # pruning deletes only what this folder wrote
         }
 
     def _load(self, checkpoint: Path) -> None:
