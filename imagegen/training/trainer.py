@@ -25,15 +25,15 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, broadcast_object_list
 from tqdm.auto import tqdm
 
-from imagegen.config import RunConfig, config_from_dict, config_to_dict, dump_config, save_config
+from imagegen.config import RunConfig, dump_config, save_config
 from imagegen.training import checkpoint as ckpt
 from imagegen.training.build import build_objective, build_text_cache, build_train_dataset
 from imagegen.training.data import DataPosition, ShardedBatchSampler, make_loader
 from imagegen.training.ema import EMA
 from imagegen.training.fast import StepGuard, adamw_options, compile_network, prepare_network
 from imagegen.training.logs import RunLogger
-from imagegen.utils.integrity import HASHES_KEY, CorruptCheckpointError, hash_folder, verify_checkpoint
-from imagegen.utils.runs import intact_checkpoint
+from imagegen.training.resume import check_resumable, find_resume, new_run_dir, resume_candidates
+from imagegen.utils.integrity import HASHES_KEY, hash_folder
 
 log = logging.getLogger("imagegen.train")
 
@@ -61,83 +61,6 @@ class TrainSummary:
             f"done: {self.step} steps in {self.minutes:.1f} min, {self.images_per_second:.1f} img/s, "
             f"last loss {loss}, {self.bad_steps} skipped steps; "
             f"checkpoint {self.checkpoint}; samples {self.sample_grid}"
-        )
-
-
-# ------------------------------------------------------------------------------------------------
-# Run directory and resume
-# ------------------------------------------------------------------------------------------------
-
-
-def _new_run_dir(cfg: RunConfig) -> Path:
-    name = cfg.train.run_name or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return Path(cfg.train.output_dir) / name
-
-
-def resume_candidates(cfg: RunConfig, resume: str) -> list[Path]:
-    """The run folders `find_resume` may pick from."""
-    if resume != "latest":
-        path = Path(resume)
-        return [path.parent.parent if ckpt.CHECKPOINT_RE.match(path.name) else path]
-    root = Path(cfg.train.output_dir)
-    prefix = cfg.train.run_name or f"{cfg.name}-"
-    return [p for p in root.glob(f"{prefix}*") if p.is_dir()] if root.is_dir() else []
-
-
-def find_resume(cfg: RunConfig, resume: str) -> tuple[Path, Path] | None:
-    """`resume` is "latest" (newest checkpoint of this config's runs), a run dir, or a checkpoint."""
-    path = Path(resume)
-    if resume != "latest":
-        if ckpt.CHECKPOINT_RE.match(path.name) and path.is_dir():
-            verify_checkpoint(path)  # named explicitly: no fallback, the error names the bad file
-            return path.parent.parent, path
-        if (found := intact_checkpoint(path)) is not None:
-            return path, found
-        if ckpt.latest_checkpoint(path) is not None:
-            raise CorruptCheckpointError(f"--resume {resume}: every checkpoint is corrupt (see warnings)")
-        raise FileNotFoundError(f"--resume {resume}: no checkpoint-N folder found there")
-    runs = [p for p in resume_candidates(cfg, resume) if ckpt.latest_checkpoint(p)]
-    if not runs:
-        return None
-    for run in sorted(runs, key=lambda p: ckpt.latest_checkpoint(p).stat().st_mtime, reverse=True):
-        if (found := intact_checkpoint(run)) is not None:  # newest intact; corrupt ones are named
-            return run, found
-    raise CorruptCheckpointError(
-        f"--resume latest: every checkpoint of {[str(p) for p in runs]} is corrupt (see the warnings)"
-    )
-
-
-# Config sections that must match for a checkpoint to load into the networks being built.
-ARCHITECTURE_KEYS = ("model", "gan", "stage", "superres", "cascade")
-
-
-def check_resumable(saved: dict[str, Any], cfg: RunConfig) -> None:
-    current = config_to_dict(cfg)
-    try:  # fields added since the checkpoint was written take their defaults (e.g. gan.output)
-        saved = config_to_dict(config_from_dict(saved))
-    except (TypeError, ValueError):
-        pass  # a key this version no longer knows: compare as written, so the diff names it
-    differing = []
-    for key in ARCHITECTURE_KEYS + ("text",):
-        if key == "text":
-            old = {k: saved["text"].get(k) for k in ("encoder", "name_or_path", "max_length")}
-            new = {k: current["text"][k] for k in old}
-        elif key == "cascade":  # each stage's networks; its sampling defaults and lr may change
-            old, new = (
-                {
-                    f"stages.{i}": {k: stage.get(k) for k in ("stage", "model", "superres")}
-                    for i, stage in enumerate(cfg_["stages"])
-                }
-                for cfg_ in (saved.get("cascade") or {"stages": []}, current["cascade"])
-            )
-        else:
-            old, new = saved.get(key), current[key]
-        differing += ckpt.diff_keys({key: old}, {key: new})
-    if saved["train"]["objective"] != cfg.train.objective:
-        differing.append(f"train.objective: {saved['train']['objective']!r} -> {cfg.train.objective!r}")
-    if differing:
-        raise ValueError(
-            "cannot resume: the model config differs from the checkpoint's in " + "; ".join(differing)
         )
 
 
@@ -171,7 +94,7 @@ class Trainer:
         found = find_resume(self.cfg, resume) if resume else None
         if resume == "latest" and found is None and self.accelerator.is_main_process:
             log.warning("--resume latest: no checkpoint of %r found; starting a new run", self.cfg.name)
-        run_dir, checkpoint = found if found else (_new_run_dir(self.cfg), None)
+        run_dir, checkpoint = found if found else (new_run_dir(self.cfg), None)
         shared = [str(run_dir), str(checkpoint) if checkpoint else ""]
         broadcast_object_list(shared)  # every process uses the main process's timestamped name
         return Path(shared[0]), Path(shared[1]) if shared[1] else None
