@@ -25,7 +25,7 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, broadcast_object_list
 from tqdm.auto import tqdm
 
-from imagegen.config import RunConfig, dump_config, save_config
+from imagegen.config import RunConfig, check_trainable, dump_config, save_config
 from imagegen.training import checkpoint as ckpt
 from imagegen.training.build import build_objective, build_text_cache, build_train_dataset
 from imagegen.training.data import DataPosition, ShardedBatchSampler, make_loader
@@ -71,7 +71,7 @@ class TrainSummary:
 
 class Trainer:
     def __init__(self, cfg: RunConfig, resume: str | None = None):
-        self.cfg = cfg
+        self.cfg = check_trainable(cfg)  # before any compute, also for configs built in code
         self.accelerator = Accelerator(
             # with no GPU, several launched processes train on CPU with gloo (accelerate's MULTI_CPU)
             cpu=not torch.cuda.is_available(),
