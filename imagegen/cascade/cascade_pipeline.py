@@ -168,11 +168,9 @@ class CascadePipeline:
         return self.manifest.stage_names()
 
     def _load_stage(self, entry: StageEntry) -> LoadedStage:
-        from imagegen.models import EfficientUNet
-
         stage_dir = self.folder / entry.name
         cfg = config_from_dict(yaml.safe_load((stage_dir / "config.yaml").read_text()))
-        model = EfficientUNet.from_pretrained(str(stage_dir / MODEL_DIR)).to(self.device).eval()
+        model = factory.load_unet(stage_dir / MODEL_DIR, self.device)
         if model.config.lowres_cond != entry.is_superres:
             raise ValueError(
                 f"cascade {self.folder}: stage {entry.name!r} has lowres_size {entry.lowres_size} in the "

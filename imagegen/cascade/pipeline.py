@@ -112,13 +112,11 @@ class DiffusionPipeline:
     """One text-conditioned diffusion stage: text encoder + EMA U-Net + sampler."""
 
     def __init__(self, checkpoint: Path, device: str | torch.device | None = None):
-        from imagegen.models import EfficientUNet
-
         self.checkpoint = checkpoint
         self.cfg: RunConfig = config_from_dict(yaml.safe_load((checkpoint / "config.yaml").read_text()))
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.encoder = factory.build_text_encoder(self.cfg.text, device=self.device)
-        self.model = EfficientUNet.from_pretrained(str(checkpoint / "ema" / "model")).to(self.device).eval()
+        self.model = factory.load_unet(checkpoint / "ema" / "model", self.device)
         # eager on CPU; compiled or CUDA-graph replayed per the run's `speed` section on a GPU
         self.denoiser = sampling_network(self.model, self.cfg.speed, self.device)
         self.diffusion = factory.build_diffusion(self.cfg.diffusion)
