@@ -22,7 +22,7 @@ from imagegen import factory
 from imagegen.cascade.fast_sampling import sampling_network
 from imagegen.config import RunConfig, config_from_dict
 from imagegen.utils.images import tensor_to_pil
-from imagegen.utils.integrity import CorruptCheckpointError, verify_checkpoint
+from imagegen.utils.integrity import GENERATION_FILES, CorruptCheckpointError, verify_checkpoint
 from imagegen.utils.runs import intact_checkpoint, is_checkpoint, latest_checkpoint
 
 log = logging.getLogger("imagegen.generate")
@@ -53,13 +53,13 @@ def resolve_checkpoint(path: str | Path | None) -> Path:
         path = run
     path = Path(path)
     if is_checkpoint(path) or (path / "trainer.json").is_file():
-        verify_checkpoint(path)  # named explicitly: no fallback, the error names the bad file
+        verify_checkpoint(path, GENERATION_FILES)  # named explicitly: no fallback; names the bad file
         return path
     if not path.exists():
         raise FileNotFoundError(f"model path {path} does not exist")
     if latest_checkpoint(path) is None:
         raise FileNotFoundError(f"{path} holds no complete checkpoint (checkpoints/checkpoint-N/)")
-    checkpoint = intact_checkpoint(path)  # newest intact; each corrupt newer one is named in a warning
+    checkpoint = intact_checkpoint(path, GENERATION_FILES)  # newest intact; skipped ones are named
     if checkpoint is None:
         raise CorruptCheckpointError(f"{path}: every checkpoint is corrupt (see the warnings above)")
     return checkpoint

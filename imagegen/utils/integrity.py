@@ -86,13 +86,19 @@ def _check_yaml(path: Path) -> None:
         raise CorruptCheckpointError(f"{path}: expected a YAML mapping")
 
 
-def verify_checkpoint(checkpoint: Path) -> dict[str, Any]:
-    """Check a `checkpoint-N` folder; return its trainer state or raise CorruptCheckpointError."""
+GENERATION_FILES = ("config.yaml", "ema/")  # what generation reads (state/ may be left out of a copy)
+
+
+def verify_checkpoint(checkpoint: Path, parts: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Check a `checkpoint-N` folder, or only its files whose relative path starts with one of
+    `parts`; return its trainer state or raise CorruptCheckpointError naming the bad file."""
     state = read_checked_json(checkpoint / "trainer.json")
     _check_yaml(checkpoint / "config.yaml")
     hashes = state.get(HASHES_KEY)
     if isinstance(hashes, dict):
         for name, expected in hashes.items():
+            if parts and not name.startswith(parts):
+                continue
             path = checkpoint / name
             if not path.is_file():
                 raise CorruptCheckpointError(f"{path}: missing")
@@ -100,5 +106,6 @@ def verify_checkpoint(checkpoint: Path) -> dict[str, Any]:
                 raise CorruptCheckpointError(f"{path}: content hash differs from the one recorded at save")
         return state
     for path in sorted(checkpoint.rglob("*.safetensors")):
-        check_safetensors_header(path)
+        if not parts or path.relative_to(checkpoint).as_posix().startswith(parts):
+            check_safetensors_header(path)
     return state

@@ -108,15 +108,17 @@ def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
+def _flip_last_byte(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+
+
 CORRUPTIONS = {
     "truncated weights": ("ema/model/diffusion_pytorch_model.safetensors", _truncate),
     "zero-byte weights": ("ema/model/diffusion_pytorch_model.safetensors", lambda p: p.write_bytes(b"")),
     "random-byte trainer.json": ("trainer.json", lambda p: p.write_bytes(os.urandom(64))),
     "zero-byte config": ("config.yaml", lambda p: p.write_bytes(b"")),
-    "flipped optimizer byte": (
-        "state/optimizer.bin",
-        lambda p: p.write_bytes(p.read_bytes()[:-1] + bytes([p.read_bytes()[-1] ^ 1])),
-    ),
+    "flipped weights byte": ("ema/model/diffusion_pytorch_model.safetensors", _flip_last_byte),
 }
 
 
@@ -146,3 +148,19 @@ def test_a_corrupt_newest_checkpoint_is_named_and_skipped(
     with pytest.raises(ValueError, match=relative.split("/")[-1]):
         Trainer(tiny_config(), resume=str(bad))
     assert generate_main(["a red circle", "--model", str(bad), "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_a_corrupt_optimizer_state_is_skipped_by_resume_but_not_by_generation(
+    six_checkpoints, tmp_path, tiny_config, caplog
+):
+    """Generation reads config.yaml and ema/ only, so a checkpoint whose optimizer state is
+    damaged still generates; `--resume` falls back past it, naming the file."""
+    import imagegen
+
+    run = _copy(six_checkpoints, tmp_path, "optimizer")
+    bad = run / "checkpoints" / "checkpoint-000006" / "state" / "optimizer.bin"
+    _flip_last_byte(bad)
+    with caplog.at_level(logging.WARNING):
+        trainer = Trainer(tiny_config("train.run_name=optimizer"), resume="latest")
+    assert trainer.resume_from.name == "checkpoint-000005" and str(bad) in caplog.text
+    assert imagegen.load_pipeline(run, device="cpu").checkpoint.name == "checkpoint-000006"
