@@ -33,11 +33,13 @@ from imagegen.cascade.pipeline import (
     DiffusionPipeline,
     check_count,
     check_guidance,
+    check_images,
     check_seed,
     normalize_prompts,
 )
 from imagegen.config import RunConfig, SampleConfig, config_from_dict
 from imagegen.data.transforms import pil_to_tensor, to_rgb
+from imagegen.diffusion import NonFiniteOutputError
 from imagegen.utils.images import tensor_to_pil
 
 log = logging.getLogger("imagegen.generate")
@@ -168,11 +170,9 @@ class CascadePipeline:
         return self.manifest.stage_names()
 
     def _load_stage(self, entry: StageEntry) -> LoadedStage:
-        from imagegen.models import EfficientUNet
-
         stage_dir = self.folder / entry.name
         cfg = config_from_dict(yaml.safe_load((stage_dir / "config.yaml").read_text()))
-        model = EfficientUNet.from_pretrained(str(stage_dir / MODEL_DIR)).to(self.device).eval()
+        model = factory.load_unet(stage_dir / MODEL_DIR, self.device)
         if model.config.lowres_cond != entry.is_superres:
             raise ValueError(
                 f"cascade {self.folder}: stage {entry.name!r} has lowres_size {entry.lowres_size} in the "
@@ -286,7 +286,7 @@ class CascadePipeline:
         Every argument is checked before any network runs.
         """
         prompts = normalize_prompts(prompt)
-        check_count(num_images_per_prompt, "num_images_per_prompt")
+        check_images(prompts, num_images_per_prompt)
         seed = check_seed(seed)
         if guidance_scale is not None:
             check_guidance(guidance_scale)
@@ -304,16 +304,19 @@ class CascadePipeline:
         for index in range(first, last + 1):
             stage = self.stages[index]
             generator = torch.Generator(device=self.device).manual_seed((base_seed + index) % 2**63)
-            images = sample_stage(
-                stage.model,
-                stage.diffusion,
-                settings[index],
-                text,
-                null,
-                stage.entry.resolution,
-                generator,
-                lowres=images,
-            )  # [B, 3, R, R] in [-1, 1]
+            try:
+                images = sample_stage(
+                    stage.model,
+                    stage.diffusion,
+                    settings[index],
+                    text,
+                    null,
+                    stage.entry.resolution,
+                    generator,
+                    lowres=images,
+                )  # [B, 3, R, R] in [-1, 1]
+            except NonFiniteOutputError as error:
+                raise NonFiniteOutputError(f"stage {stage.entry.name} of {self.folder}: {error}") from None
         return images.cpu() if output_type == "pt" else tensor_to_pil(images)
 
 

@@ -26,9 +26,11 @@ from PIL import Image
 
 from imagegen import factory
 from imagegen.cascade.pipeline import (
+    SAMPLE_BATCH,
     DiffusionPipeline,
     check_count,
     check_guidance,
+    check_images,
     check_seed,
     normalize_prompts,
 )
@@ -84,20 +86,33 @@ class GANPipeline:
     ) -> list[Image.Image]:
         """len(prompt) * num_images_per_prompt images; `truncation` defaults to the run's gan.truncation."""
         prompts = normalize_prompts(prompt)
-        check_count(num_images_per_prompt, "num_images_per_prompt")
+        check_images(prompts, num_images_per_prompt)
         seed = check_seed(seed)
         truncation = check_truncation(self.cfg.gan.truncation if truncation is None else truncation)
         self._check_unused(
             guidance_scale, num_steps, sampler, negative_prompt, prompts, num_images_per_prompt
         )
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
-        text = self.encoder.encode(prompts).to(self.device)
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed) if seed is not None else generator.seed()
+        images = []
+        for start in range(0, len(prompts), SAMPLE_BATCH):  # bounded memory whatever the request
+            images += self._draw(prompts[start : start + SAMPLE_BATCH], truncation, generator)
+        return images
+
+    def _draw(self, prompts: list[str], truncation: float, generator: torch.Generator) -> list[Image.Image]:
+        """One batch: G_ema(z, e); a NaN/inf output raises NonFiniteOutputError naming the run."""
+        from imagegen.diffusion import NonFiniteOutputError, check_finite
+
+        text = self.encoder.encode(prompts).to(self.device)
         z = sample_z(
             len(prompts), self.generator_net.z_dim, truncation, generator=generator, device=self.device
         )
         images = self.generator_net(z, text.pooled.float())  # [B, 3, H, W] in [-1, 1]
+        try:
+            check_finite(images, "the generator's single pass")
+        except NonFiniteOutputError as error:
+            raise NonFiniteOutputError(f"GAN {self.checkpoint}: {error}") from None
         return tensor_to_pil(images)
 
     def _check_unused(self, guidance_scale, num_steps, sampler, negative_prompt, prompts, repeat) -> None:

@@ -20,9 +20,10 @@ from PIL import Image
 
 from imagegen import factory
 from imagegen.cascade.fast_sampling import sampling_network
-from imagegen.config import RunConfig, config_from_dict
+from imagegen.config import MAX_GUIDANCE_SCALE, RunConfig, config_from_dict
 from imagegen.utils.images import tensor_to_pil
-from imagegen.utils.runs import latest_checkpoint
+from imagegen.utils.integrity import GENERATION_FILES, CorruptCheckpointError, verify_checkpoint
+from imagegen.utils.runs import intact_checkpoint, is_checkpoint, latest_checkpoint
 
 log = logging.getLogger("imagegen.generate")
 
@@ -51,13 +52,16 @@ def resolve_checkpoint(path: str | Path | None) -> Path:
         log.warning("no model given: using the newest run, %s", run)
         path = run
     path = Path(path)
-    if (path / "trainer.json").is_file():
+    if is_checkpoint(path) or (path / "trainer.json").is_file():
+        verify_checkpoint(path, GENERATION_FILES)  # named explicitly: no fallback; names the bad file
         return path
     if not path.exists():
         raise FileNotFoundError(f"model path {path} does not exist")
-    checkpoint = latest_checkpoint(path)
-    if checkpoint is None:
+    if latest_checkpoint(path) is None:
         raise FileNotFoundError(f"{path} holds no complete checkpoint (checkpoints/checkpoint-N/)")
+    checkpoint = intact_checkpoint(path, GENERATION_FILES)  # newest intact; skipped ones are named
+    if checkpoint is None:
+        raise CorruptCheckpointError(f"{path}: every checkpoint is corrupt (see the warnings above)")
     return checkpoint
 
 
@@ -66,21 +70,55 @@ def resolve_checkpoint(path: str | Path | None) -> Path:
 # ------------------------------------------------------------------------------------------------
 
 
+MAX_IMAGES_PER_CALL = 1024  # len(prompt) * num_images_per_prompt: more is refused up front
+MAX_PROMPT_CHARS = 10_000  # a longer prompt is truncated to the encoder's max_length anyway
+SAMPLE_BATCH = 16  # images sampled at once; a larger request is drawn in chunks of this size
+
+
 def normalize_prompts(prompts: str | list[str], name: str = "prompt") -> list[str]:
+    """A list of UTF-8-encodable strings of at most MAX_PROMPT_CHARS, at most MAX_IMAGES_PER_CALL."""
     if isinstance(prompts, str):
-        return [prompts]
+        prompts = [prompts]
     if not isinstance(prompts, (list, tuple)) or not prompts:
-        raise ValueError(f"{name}: expected a string or a non-empty list of strings, got {prompts!r}")
-    bad = [p for p in prompts if not isinstance(p, str)]
-    if bad:
-        raise ValueError(f"{name}: every prompt must be a string; got {bad[0]!r} ({type(bad[0]).__name__})")
+        raise ValueError(f"{name}: expected a string or a non-empty list of strings, got {prompts!r:.200}")
+    if len(prompts) > MAX_IMAGES_PER_CALL:
+        raise ValueError(
+            f"{name}: {len(prompts)} prompts, more than the {MAX_IMAGES_PER_CALL} allowed per call"
+        )
+    for prompt in prompts:
+        if not isinstance(prompt, str):
+            raise ValueError(
+                f"{name}: every prompt must be a string; got {prompt!r:.200} ({type(prompt).__name__})"
+            )
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise ValueError(
+                f"{name}: a prompt of {len(prompt)} characters; at most {MAX_PROMPT_CHARS} allowed"
+            )
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(f"{name}: {prompt!r:.80} is not valid text ({error.reason})") from None
     return list(prompts)
 
 
-def check_count(value: int, name: str) -> int:
+def check_count(value: int, name: str, limit: int | None = None) -> int:
+    """A positive integer, at most `limit` when given."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        raise ValueError(f"{name}: expected a positive integer, got {value!r:.200}")
+    if limit is not None and value > limit:
+        raise ValueError(f"{name}: {value} is more than the {limit} allowed")
     return value
+
+
+def check_images(prompts: list[str], num_images_per_prompt: int) -> int:
+    """num_images_per_prompt, refused when len(prompts) * it exceeds MAX_IMAGES_PER_CALL."""
+    check_count(num_images_per_prompt, "num_images_per_prompt")
+    if len(prompts) * num_images_per_prompt > MAX_IMAGES_PER_CALL:
+        raise ValueError(
+            f"num_images_per_prompt: {num_images_per_prompt} images for each of {len(prompts)} prompts is "
+            f"more than the {MAX_IMAGES_PER_CALL} images allowed per call"
+        )
+    return num_images_per_prompt
 
 
 def check_seed(seed: int | None) -> int | None:
@@ -92,10 +130,13 @@ def check_seed(seed: int | None) -> int | None:
 
 
 def check_guidance(guidance_scale: float) -> float:
+    """A number in [0, MAX_GUIDANCE_SCALE]: larger scales only saturate every pixel."""
     if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
-        raise ValueError(f"guidance_scale: expected a number >= 0, got {guidance_scale!r}")
-    if not math.isfinite(guidance_scale) or guidance_scale < 0:
-        raise ValueError(f"guidance_scale: expected a finite number >= 0, got {guidance_scale!r}")
+        raise ValueError(f"guidance_scale: expected a number >= 0, got {guidance_scale!r:.200}")
+    if not math.isfinite(guidance_scale) or not 0 <= guidance_scale <= MAX_GUIDANCE_SCALE:
+        raise ValueError(
+            f"guidance_scale: expected a number in [0, {MAX_GUIDANCE_SCALE:g}], got {guidance_scale!r}"
+        )
     return float(guidance_scale)
 
 
@@ -108,13 +149,11 @@ class DiffusionPipeline:
     """One text-conditioned diffusion stage: text encoder + EMA U-Net + sampler."""
 
     def __init__(self, checkpoint: Path, device: str | torch.device | None = None):
-        from imagegen.models import EfficientUNet
-
         self.checkpoint = checkpoint
         self.cfg: RunConfig = config_from_dict(yaml.safe_load((checkpoint / "config.yaml").read_text()))
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.encoder = factory.build_text_encoder(self.cfg.text, device=self.device)
-        self.model = EfficientUNet.from_pretrained(str(checkpoint / "ema" / "model")).to(self.device).eval()
+        self.model = factory.load_unet(checkpoint / "ema" / "model", self.device)
         # eager on CPU; compiled or CUDA-graph replayed per the run's `speed` section on a GPU
         self.denoiser = sampling_network(self.model, self.cfg.speed, self.device)
         self.diffusion = factory.build_diffusion(self.cfg.diffusion)
@@ -133,34 +172,50 @@ class DiffusionPipeline:
         negative_prompt: str | list[str] | None = None,
         num_images_per_prompt: int = 1,
     ) -> list[Image.Image]:
-        from imagegen.diffusion import sample_images
-
         prompts = normalize_prompts(prompt)
-        check_count(num_images_per_prompt, "num_images_per_prompt")
+        check_images(prompts, num_images_per_prompt)
         guidance_scale, seed = check_guidance(guidance_scale), check_seed(seed)
         if num_steps is not None:
-            check_count(num_steps, "num_steps")
+            check_count(num_steps, "num_steps", limit=self.diffusion.num_timesteps)
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
         negatives = self._negatives(negative_prompt, len(prompts), num_images_per_prompt)
-        text = self.encoder.encode(prompts).to(self.device)
-        null = self.encoder.encode(negatives).to(self.device)
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed) if seed is not None else generator.seed()
-        size = self.cfg.model.image_size
-        sample = self.cfg.sample
-        images = sample_images(
-            self.denoiser,
-            (len(prompts), self.cfg.model.out_channels, size, size),
-            text.as_cond(),
-            null.as_cond(),
-            self.diffusion,
-            sampler=sampler or sample.sampler,
-            num_steps=num_steps or sample.num_steps,
-            guidance_scale=guidance_scale,
-            thresholding=sample.thresholding,
-            percentile=sample.threshold_percentile,
-            generator=generator,
-        )  # [B, 3, H, W] in [-1, 1]
+        options = {
+            "sampler": sampler or self.cfg.sample.sampler,
+            "num_steps": num_steps or self.cfg.sample.num_steps,
+            "guidance_scale": guidance_scale,
+        }
+        images = []
+        for start in range(0, len(prompts), SAMPLE_BATCH):  # bounded memory whatever the request
+            piece = slice(start, start + SAMPLE_BATCH)
+            batch_negatives = negatives if len(negatives) == 1 else negatives[piece]
+            images += self._sample(prompts[piece], batch_negatives, generator, **options)
+        return images
+
+    def _sample(self, prompts, negatives, generator, sampler, num_steps, guidance_scale) -> list[Image.Image]:
+        """One batch of images; a NaN/inf model output raises NonFiniteOutputError naming the stage."""
+        from imagegen.diffusion import NonFiniteOutputError, sample_images
+
+        text = self.encoder.encode(prompts).to(self.device)
+        null = self.encoder.encode(negatives).to(self.device)
+        size, sample = self.cfg.model.image_size, self.cfg.sample
+        try:
+            images = sample_images(
+                self.denoiser,
+                (len(prompts), self.cfg.model.out_channels, size, size),
+                text.as_cond(),
+                null.as_cond(),
+                self.diffusion,
+                sampler=sampler,
+                num_steps=num_steps,
+                guidance_scale=guidance_scale,
+                thresholding=sample.thresholding,
+                percentile=sample.threshold_percentile,
+                generator=generator,
+            )  # [B, 3, H, W] in [-1, 1]
+        except NonFiniteOutputError as error:
+            raise NonFiniteOutputError(f"stage {self.cfg.stage} ({self.checkpoint}): {error}") from None
         return tensor_to_pil(images)
 
     @staticmethod
@@ -253,10 +308,9 @@ def generate(
         )
     if cascade_options:
         raise ValueError(f"{sorted(cascade_options)}: only a cascade folder (with manifest.json) takes these")
-    normalize_prompts(prompt)
+    check_images(normalize_prompts(prompt), num_images_per_prompt)
     check_guidance(5.0 if guidance_scale is None else guidance_scale)
     check_seed(seed)
-    check_count(num_images_per_prompt, "num_images_per_prompt")
     key = (str(resolve_checkpoint(model).resolve()), str(device))
     if key not in _LOADED:
         _LOADED[key] = open_checkpoint(Path(key[0]), device=device)

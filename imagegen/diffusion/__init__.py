@@ -7,6 +7,7 @@ thresholding.py  threshold_x0: dynamic (Imagen) / static / none
 samplers.py      sample_ddpm / sample_ddim / sample_dpmpp_2m / sample_unipc, SAMPLERS, sample_images
 """
 
+from imagegen.diffusion.common import NonFiniteOutputError, check_finite
 from imagegen.diffusion.guidance import Denoiser, Model, guided_denoiser
 from imagegen.diffusion.losses import LOSS_WEIGHTINGS, DiffusionLoss, drop_condition, min_snr_weight
 from imagegen.diffusion.samplers import (
@@ -31,6 +32,8 @@ __all__ = [
     "DiffusionLoss",
     "GaussianDiffusion",
     "Model",
+    "NonFiniteOutputError",
+    "check_finite",
     "drop_condition",
     "dynamic_threshold_level",
     "guided_denoiser",

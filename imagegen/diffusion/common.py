@@ -21,6 +21,19 @@ def check_num_steps(num_steps: int, num_timesteps: int) -> int:
     return num_steps
 
 
+class NonFiniteOutputError(ValueError):
+    """The model output NaN or inf while sampling (corrupt weights, or an extreme guidance scale)."""
+
+
+def check_finite(output: torch.Tensor, where: str) -> torch.Tensor:
+    """`output`, or NonFiniteOutputError naming `where` (e.g. "step 3/25 (t=880)") if any entry is
+    NaN/inf. One host sync per call: sampling checks once per step, so all-black images are never
+    returned as a success."""
+    if not bool(torch.isfinite(output).all()):
+        raise NonFiniteOutputError(f"{where}: the model output holds NaN/inf")
+    return output
+
+
 def check_guidance_scale(guidance_scale: float) -> float:
     """Guidance weights are finite and non-negative (0 = unconditional, 1 = conditional)."""
     if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):

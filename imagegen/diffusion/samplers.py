@@ -27,7 +27,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 from tqdm.auto import tqdm
 
-from imagegen.diffusion.common import check_num_steps, check_probability, condition_batch, randn
+from imagegen.diffusion.common import check_finite, check_num_steps, check_probability, condition_batch, randn
 from imagegen.diffusion.guidance import Denoiser, Model, guided_denoiser
 from imagegen.diffusion.schedule import GaussianDiffusion
 from imagegen.diffusion.thresholding import THRESHOLDING_MODES, threshold_x0
@@ -58,9 +58,11 @@ def _run(
     """The shared loop: model output -> x0 -> x0_transform -> scheduler.step, over the grid."""
     scheduler.set_timesteps(num_steps, device=x_T.device)
     x_t = x_T
-    for timestep in tqdm(scheduler.timesteps, disable=not progress, desc=type(scheduler).__name__):
+    timesteps = scheduler.timesteps
+    for i, timestep in enumerate(tqdm(timesteps, disable=not progress, desc=type(scheduler).__name__)):
         t = torch.full((x_T.shape[0],), int(timestep), device=x_T.device, dtype=torch.long)  # [B]
-        x0 = diffusion.predict_x0(denoiser(x_t, t), x_t, t)  # [B, C, H, W]
+        output = check_finite(denoiser(x_t, t), f"step {i + 1}/{len(timesteps)} (t={int(timestep)})")
+        x0 = diffusion.predict_x0(output, x_t, t)  # [B, C, H, W]
         if x0_transform is not None:
             x0 = x0_transform(x0)
         x_t = scheduler.step(x0, int(timestep), x_t, **step_kwargs).prev_sample

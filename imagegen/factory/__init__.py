@@ -13,7 +13,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from imagegen.config import DataConfig, DiffusionConfig, GANConfig, TextConfig, UNetConfig, config_to_dict
+from imagegen.config import (
+    MAX_LEVELS,
+    MAX_PARAMETERS,
+    DataConfig,
+    DiffusionConfig,
+    GANConfig,
+    TextConfig,
+    UNetConfig,
+    config_to_dict,
+)
 
 DATA_KINDS = ("shapes", "folder")
 CACHE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
@@ -132,16 +141,63 @@ def load_network(folder: str | Path, map_location: str | torch.device = "cpu") -
     from safetensors.torch import load_file
 
     from imagegen import gan
+    from imagegen.utils.integrity import read_checked_json
 
     folder = Path(folder)
     if not (folder / CONFIG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"{folder} is not a saved network (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
-    saved = json.loads((folder / CONFIG_FILE).read_text())
+    saved = read_checked_json(folder / CONFIG_FILE)
     if saved.get("class") not in NETWORK_CLASSES:
         raise ValueError(
             f"{folder / CONFIG_FILE}: cannot rebuild class {saved.get('class')!r}; "
             f"known: {', '.join(NETWORK_CLASSES)}"
         )
-    network = getattr(gan, saved["class"])(**saved["config"])
+    if not isinstance(saved.get("config"), dict):
+        raise ValueError(f"{folder / CONFIG_FILE}: 'config' must be a JSON object")
+    network = getattr(gan, saved["class"])(**check_architecture(folder / CONFIG_FILE, saved["config"]))
     network.load_state_dict(load_file(str(folder / WEIGHTS_FILE), device=str(map_location)))
     return network.to(map_location).eval()
+
+
+# ------------------------------------------------------------------------------------------------
+# Saved architectures are untrusted input: bounded before anything is allocated
+# ------------------------------------------------------------------------------------------------
+
+MAX_WIDTH = 16_384  # the largest integer an architecture field (width, size, dim, count) may hold
+
+
+def check_architecture(source: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """Return `config` (a network's saved constructor arguments) if every integer field and list
+    entry is in [0, MAX_WIDTH], lists have at most MAX_LEVELS entries, and the channel lists
+    make at most about MAX_PARAMETERS weights; else a ValueError naming `source` and the field."""
+    weights = 0
+    for key, value in config.items():
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if len(values) > MAX_LEVELS:
+            raise ValueError(f"{source}: {key} has {len(values)} entries, more than {MAX_LEVELS}")
+        for item in values:
+            if isinstance(item, int) and not isinstance(item, bool) and not 0 <= item <= MAX_WIDTH:
+                raise ValueError(f"{source}: {key}={value!r} is outside [0, {MAX_WIDTH}] (a tampered file?)")
+        if "channels" in key and isinstance(value, (list, tuple)):
+            weights += sum(18 * item**2 for item in values if isinstance(item, int))
+    if weights > MAX_PARAMETERS:
+        raise ValueError(
+            f"{source}: the channel lists make about {weights:.2e} weights, over {MAX_PARAMETERS:.0e}"
+        )
+    return config
+
+
+def load_unet(folder: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """An EfficientUNet saved with save_pretrained, from safetensors only (diffusers would fall back
+    to a pickled `diffusion_pytorch_model.bin`), its config.json bounded first."""
+    from imagegen.models import EfficientUNet
+    from imagegen.utils.integrity import read_checked_json
+
+    folder = Path(folder)
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: missing (weights are read from safetensors only)")
+    config = read_checked_json(folder / "config.json")
+    check_architecture(folder / "config.json", {k: v for k, v in config.items() if not k.startswith("_")})
+    model = EfficientUNet.from_pretrained(str(folder), use_safetensors=True)
+    return model.to(device).eval()

@@ -9,10 +9,16 @@ A run directory holds
         model/, ema/ (diffusion)          diffusers save_pretrained folders (safetensors)
         state/                            accelerate save_state: optimizer, LR scheduler, RNG
     RUN/checkpoints/.tmp-checkpoint-...   a checkpoint being written (never read)
+    RUN/checkpoints/.old-checkpoint-...   a checkpoint being replaced by a re-save of its step
+    RUN/abandoned/<time>-after-checkpoint-N/   newer checkpoints set aside by a resume from N
 
 Only folders named `checkpoint-N` are complete: the rename is the commit point, so a kill at any
-moment leaves the previous checkpoint intact. Weights for generation are safetensors only; the
-optimizer/RNG files that accelerate writes are read back only on `--resume` of one's own run.
+moment leaves the previous checkpoint intact, and `recover_interrupted` (run at every start)
+finishes or undoes a commit a kill interrupted. `trainer.json` records the SHA-256 of every other
+file of the folder and the run directory that wrote it: loading verifies the hashes
+(`imagegen.utils.integrity`), and pruning deletes only what this run directory wrote. Weights for
+generation are safetensors only; the optimizer/RNG files that accelerate writes are read back
+only on `--resume`.
 """
 
 from __future__ import annotations
@@ -20,14 +26,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
+from imagegen.utils.integrity import read_checked_json
 from imagegen.utils.runs import CHECKPOINT_RE, checkpoint_name, latest_checkpoint, list_checkpoints
 
 __all__ = ["CHECKPOINT_RE", "checkpoint_name", "latest_checkpoint", "list_checkpoints"]
 
 TMP_PREFIX = ".tmp-"
+OLD_PREFIX = ".old-"  # a checkpoint being replaced by a re-save of its step
+ABANDONED_DIR = "abandoned"  # newer checkpoints set aside by a resume from an older one
 
 
 def temporary_path(run_dir: str | Path, step: int) -> Path:
@@ -54,26 +64,84 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def commit(tmp: Path, step: int, keep_last: int) -> Path:
-    """Rename a finished temporary folder into place, then prune to the newest `keep_last`."""
+def commit(tmp: Path, step: int, keep_last: int, run_dir: Path | None = None) -> Path:
+    """Rename a finished temporary folder into place, then prune to the newest `keep_last`.
+
+    Re-saving a step whose folder exists first renames the old folder to `.old-checkpoint-N`, so
+    that at every instant one complete copy of the step exists under a name that
+    `recover_interrupted` puts back. Pruning deletes only checkpoints this run directory wrote
+    (`owned_by`), older than `step`; the one just committed is never deleted.
+    """
     final = tmp.parent / checkpoint_name(step)
+    previous = tmp.parent / f"{OLD_PREFIX}{final.name}"
     if final.exists():  # re-saving the same step (e.g. the final save right after a periodic one)
-        shutil.rmtree(final)
+        if previous.exists():
+            shutil.rmtree(previous)
+        os.replace(final, previous)
     os.replace(tmp, final)
     _fsync_dir(tmp.parent)
+    if previous.exists():
+        shutil.rmtree(previous, ignore_errors=True)
     if keep_last > 0:
-        for old in list_checkpoints(tmp.parent.parent)[:-keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
+        prune(run_dir or tmp.parent.parent, step, keep_last)
     return final
 
 
-def remove_stale_temporaries(run_dir: str | Path) -> int:
-    """Delete half-written checkpoints left by a killed run; returns how many."""
+def owned_by(checkpoint: Path, run_dir: Path) -> bool:
+    """Did a trainer writing into `run_dir` (this folder, not a copy of it) write `checkpoint`?"""
+    try:
+        return read_trainer_state(checkpoint).get("run_dir") == str(Path(run_dir).resolve())
+    except (OSError, ValueError):
+        return False
+
+
+def prune(run_dir: Path, step: int, keep_last: int) -> None:
+    """Delete this run's own checkpoints older than the newest `keep_last` (counting `step`'s)."""
+    checkpoints = list_checkpoints(run_dir)
+    kept = [p for p in checkpoints if int(CHECKPOINT_RE.match(p.name).group(1)) <= step][-keep_last:]
+    for old in checkpoints:
+        if old not in kept and int(CHECKPOINT_RE.match(old.name).group(1)) < step and owned_by(old, run_dir):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_interrupted(run_dir: str | Path) -> int:
+    """Finish or undo commits that a kill interrupted; returns how many folders were touched.
+
+    A complete `.tmp-checkpoint-N` (its trainer.json exists: written last) whose `checkpoint-N` is
+    missing is renamed into place; a `.old-checkpoint-N` goes back when `checkpoint-N` is missing
+    and is deleted otherwise; every other temporary folder is half-written and deleted.
+    """
     root = Path(run_dir) / "checkpoints"
-    stale = [p for p in root.glob(f"{TMP_PREFIX}*")] if root.is_dir() else []
-    for path in stale:
-        shutil.rmtree(path, ignore_errors=True)
-    return len(stale)
+    if not root.is_dir():
+        return 0
+    touched = 0
+    for prefix in (TMP_PREFIX, OLD_PREFIX):
+        for path in sorted(root.glob(f"{prefix}*")):
+            final = root / path.name[len(prefix) :]
+            complete = (path / "trainer.json").is_file() and CHECKPOINT_RE.match(final.name)
+            if complete and not final.exists():
+                os.replace(path, final)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+            touched += 1
+    _fsync_dir(root)
+    return touched
+
+
+def set_aside_newer(run_dir: Path, checkpoint: Path) -> Path | None:
+    """Resuming from `checkpoint` while newer ones exist: move those, oldest first, into
+    `RUN/abandoned/<time>-after-<name>/` so they are never "latest" and never pruned; returns
+    that folder (None when there was nothing newer)."""
+    step = int(CHECKPOINT_RE.match(checkpoint.name).group(1))
+    newer = [p for p in list_checkpoints(run_dir) if int(CHECKPOINT_RE.match(p.name).group(1)) > step]
+    if not newer:
+        return None
+    target = Path(run_dir) / ABANDONED_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-after-{checkpoint.name}"
+    target.mkdir(parents=True, exist_ok=True)
+    for path in newer:
+        os.replace(path, target / path.name)
+    _fsync_dir(path.parent)
+    return target
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -89,7 +157,7 @@ def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
     path = checkpoint / "trainer.json"
     if not path.is_file():
         raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint (no trainer.json)")
-    return json.loads(path.read_text())
+    return read_checked_json(path)
 
 
 def diff_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

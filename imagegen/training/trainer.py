@@ -25,7 +25,7 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, broadcast_object_list
 from tqdm.auto import tqdm
 
-from imagegen.config import RunConfig, config_from_dict, config_to_dict, dump_config, save_config
+from imagegen.config import RunConfig, check_trainable, dump_config, save_config
 from imagegen.nn.precision import resolve_mixed_precision
 from imagegen.training import checkpoint as ckpt
 from imagegen.training.build import build_objective, build_text_cache, build_train_dataset
@@ -33,6 +33,8 @@ from imagegen.training.data import DataPosition, ShardedBatchSampler, make_loade
 from imagegen.training.ema import EMA
 from imagegen.training.fast import StepGuard, adamw_options, compile_network, prepare_network
 from imagegen.training.logs import RunLogger
+from imagegen.training.resume import check_resumable, find_resume, new_run_dir, resume_candidates
+from imagegen.utils.integrity import HASHES_KEY, hash_folder
 
 log = logging.getLogger("imagegen.train")
 
@@ -64,79 +66,13 @@ class TrainSummary:
 
 
 # ------------------------------------------------------------------------------------------------
-# Run directory and resume
-# ------------------------------------------------------------------------------------------------
-
-
-def _new_run_dir(cfg: RunConfig) -> Path:
-    name = cfg.train.run_name or f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return Path(cfg.train.output_dir) / name
-
-
-def find_resume(cfg: RunConfig, resume: str) -> tuple[Path, Path] | None:
-    """`resume` is "latest" (newest checkpoint of this config's runs), a run dir, or a checkpoint."""
-    path = Path(resume)
-    if resume != "latest":
-        if ckpt.CHECKPOINT_RE.match(path.name) and path.is_dir():
-            return path.parent.parent, path
-        if (found := ckpt.latest_checkpoint(path)) is not None:
-            return path, found
-        raise FileNotFoundError(f"--resume {resume}: no checkpoint-N folder found there")
-    root = Path(cfg.train.output_dir)
-    prefix = cfg.train.run_name or f"{cfg.name}-"
-    runs = (
-        [p for p in root.glob(f"{prefix}*") if p.is_dir() and ckpt.latest_checkpoint(p)]
-        if root.is_dir()
-        else []
-    )
-    if not runs:
-        return None
-    run = max(runs, key=lambda p: ckpt.latest_checkpoint(p).stat().st_mtime)
-    return run, ckpt.latest_checkpoint(run)
-
-
-# Config sections that must match for a checkpoint to load into the networks being built.
-ARCHITECTURE_KEYS = ("model", "gan", "stage", "superres", "cascade")
-
-
-def check_resumable(saved: dict[str, Any], cfg: RunConfig) -> None:
-    current = config_to_dict(cfg)
-    try:  # fields added since the checkpoint was written take their defaults (e.g. gan.output)
-        saved = config_to_dict(config_from_dict(saved))
-    except (TypeError, ValueError):
-        pass  # a key this version no longer knows: compare as written, so the diff names it
-    differing = []
-    for key in ARCHITECTURE_KEYS + ("text",):
-        if key == "text":
-            old = {k: saved["text"].get(k) for k in ("encoder", "name_or_path", "max_length")}
-            new = {k: current["text"][k] for k in old}
-        elif key == "cascade":  # each stage's networks; its sampling defaults and lr may change
-            old, new = (
-                {
-                    f"stages.{i}": {k: stage.get(k) for k in ("stage", "model", "superres")}
-                    for i, stage in enumerate(cfg_["stages"])
-                }
-                for cfg_ in (saved.get("cascade") or {"stages": []}, current["cascade"])
-            )
-        else:
-            old, new = saved.get(key), current[key]
-        differing += ckpt.diff_keys({key: old}, {key: new})
-    if saved["train"]["objective"] != cfg.train.objective:
-        differing.append(f"train.objective: {saved['train']['objective']!r} -> {cfg.train.objective!r}")
-    if differing:
-        raise ValueError(
-            "cannot resume: the model config differs from the checkpoint's in " + "; ".join(differing)
-        )
-
-
-# ------------------------------------------------------------------------------------------------
 # The trainer
 # ------------------------------------------------------------------------------------------------
 
 
 class Trainer:
     def __init__(self, cfg: RunConfig, resume: str | None = None):
-        self.cfg = cfg
+        self.cfg = check_trainable(cfg)  # before any compute, also for configs built in code
         self.accelerator = Accelerator(
             # with no GPU, several launched processes train on CPU with gloo (accelerate's MULTI_CPU)
             cpu=not torch.cuda.is_available(),
@@ -155,10 +91,14 @@ class Trainer:
     # -- set-up --------------------------------------------------------------------------------
 
     def _resolve_run(self, resume: str | None) -> tuple[Path, Path | None]:
+        if resume and self.accelerator.is_main_process:
+            for run_dir in resume_candidates(self.cfg, resume):  # finish commits a kill interrupted
+                ckpt.recover_interrupted(run_dir)
+        self.accelerator.wait_for_everyone()
         found = find_resume(self.cfg, resume) if resume else None
         if resume == "latest" and found is None and self.accelerator.is_main_process:
             log.warning("--resume latest: no checkpoint of %r found; starting a new run", self.cfg.name)
-        run_dir, checkpoint = found if found else (_new_run_dir(self.cfg), None)
+        run_dir, checkpoint = found if found else (new_run_dir(self.cfg), None)
         shared = [str(run_dir), str(checkpoint) if checkpoint else ""]
         broadcast_object_list(shared)  # every process uses the main process's timestamped name
         return Path(shared[0]), Path(shared[1]) if shared[1] else None
@@ -170,7 +110,10 @@ class Trainer:
             check_resumable(saved, cfg)
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            ckpt.remove_stale_temporaries(self.run_dir)
+            ckpt.recover_interrupted(self.run_dir)
+            aside = ckpt.set_aside_newer(self.run_dir, self.resume_from) if self.resume_from else None
+            if aside is not None:
+                log.warning("resuming from %s: its newer checkpoints moved to %s", self.resume_from, aside)
             save_config(cfg, self.run_dir / "config.yaml")
         acc.wait_for_everyone()
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every process
@@ -241,6 +184,7 @@ class Trainer:
             ckpt.make_empty_dir(tmp)
         acc.wait_for_everyone()
         acc.save_state(str(tmp / "state"))  # optimizer, LR scheduler, RNG, raw weights
+        acc.wait_for_everyone()  # every process's files are on disk before they are hashed
         final = None
         if self.is_main:
             for name, ema in self.emas.items():
@@ -249,8 +193,9 @@ class Trainer:
                 _save_network(ema.refresh(), folder)
                 ema.save(folder)
             save_config(self.cfg, tmp / "config.yaml")
-            ckpt.write_json_atomic(tmp / "trainer.json", self._trainer_state())  # written last
-            final = ckpt.commit(tmp, self.step, self.cfg.train.keep_last)
+            state = {**self._trainer_state(), HASHES_KEY: hash_folder(tmp)}
+            ckpt.write_json_atomic(tmp / "trainer.json", state)  # written last
+            final = ckpt.commit(tmp, self.step, self.cfg.train.keep_last, self.run_dir)
         acc.wait_for_everyone()
         return final
 
@@ -263,6 +208,7 @@ class Trainer:
             "text_identity": self.text_cache.identity,
             "num_processes": self.accelerator.num_processes,
             "batch_size": self.cfg.train.batch_size,
+            "run_dir": str(self.run_dir.resolve()),  # pruning deletes only what this folder wrote
         }
 
     def _load(self, checkpoint: Path) -> None:

@@ -6,8 +6,11 @@ under a temporary name and renames it into place as the last act (training/check
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
+
+log = logging.getLogger("imagegen.runs")
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 CHECKPOINTS_DIR = "checkpoints"
@@ -35,3 +38,19 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 def is_checkpoint(path: str | Path) -> bool:
     return Path(path).is_dir() and CHECKPOINT_RE.match(Path(path).name) is not None
+
+
+def intact_checkpoint(run_dir: str | Path, parts: tuple[str, ...] = ()) -> Path | None:
+    """The newest checkpoint of a run that passes `verify_checkpoint`; each newer one that fails is
+    skipped with a warning naming the bad file. None when the run has no intact checkpoint.
+    `parts`: check only those files (see `verify_checkpoint`)."""
+    from imagegen.utils.integrity import CorruptCheckpointError, verify_checkpoint
+
+    for checkpoint in reversed(list_checkpoints(run_dir)):
+        try:
+            verify_checkpoint(checkpoint, parts)
+        except CorruptCheckpointError as error:
+            log.warning("skipping corrupt checkpoint %s: %s", checkpoint, error)
+            continue
+        return checkpoint
+    return None

@@ -1,0 +1,111 @@
+"""Is a checkpoint folder intact? Content hashes and a structural check, with no torch import.
+
+The trainer records the SHA-256 of every file of a checkpoint in its `trainer.json` (written
+last); `verify_checkpoint` recomputes them and raises `CorruptCheckpointError` naming the first
+file that is missing, truncated or changed. A checkpoint written before hashes were recorded gets
+the structural check only: `trainer.json` and `config.yaml` parse, and every `.safetensors` file
+has a readable header whose tensors fit in the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HASHES_KEY = "files"  # trainer.json: {relative path: sha256 hex} of every other file of the folder
+_CHUNK = 1 << 20
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint folder whose files are missing, truncated, unparsable or changed since written."""
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hash_folder(folder: Path, skip: tuple[str, ...] = ("trainer.json",)) -> dict[str, str]:
+    """SHA-256 of every file under `folder` (paths relative to it), except the names in `skip`."""
+    return {
+        path.relative_to(folder).as_posix(): file_sha256(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.relative_to(folder).as_posix() not in skip
+    }
+
+
+def check_safetensors_header(path: Path) -> None:
+    """Raise CorruptCheckpointError unless `path` has a parsable header and holds all its tensors."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        raw = handle.read(8)
+        if len(raw) < 8:
+            raise CorruptCheckpointError(f"{path}: truncated safetensors file ({size} bytes)")
+        (length,) = struct.unpack("<Q", raw)
+        if length > min(size - 8, 100_000_000):
+            raise CorruptCheckpointError(f"{path}: not a safetensors file (header length {length})")
+        try:
+            header = json.loads(handle.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise CorruptCheckpointError(f"{path}: unreadable safetensors header ({error})") from None
+    if not isinstance(header, dict):
+        raise CorruptCheckpointError(f"{path}: unreadable safetensors header")
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    if 8 + length + max(ends, default=0) > size:
+        raise CorruptCheckpointError(f"{path}: truncated safetensors file ({size} bytes)")
+
+
+def read_checked_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CorruptCheckpointError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CorruptCheckpointError(f"{path}: unreadable ({type(error).__name__}: {error})") from None
+    if not isinstance(data, dict):
+        raise CorruptCheckpointError(f"{path}: expected a JSON object")
+    return data
+
+
+def _check_yaml(path: Path) -> None:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CorruptCheckpointError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise CorruptCheckpointError(f"{path}: unreadable ({type(error).__name__})") from None
+    if not isinstance(data, dict):
+        raise CorruptCheckpointError(f"{path}: expected a YAML mapping")
+
+
+GENERATION_FILES = ("config.yaml", "ema/")  # what generation reads (state/ may be left out of a copy)
+
+
+def verify_checkpoint(checkpoint: Path, parts: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Check a `checkpoint-N` folder, or only its files whose relative path starts with one of
+    `parts`; return its trainer state or raise CorruptCheckpointError naming the bad file."""
+    state = read_checked_json(checkpoint / "trainer.json")
+    _check_yaml(checkpoint / "config.yaml")
+    hashes = state.get(HASHES_KEY)
+    if isinstance(hashes, dict):
+        for name, expected in hashes.items():
+            if parts and not name.startswith(parts):
+                continue
+            path = checkpoint / name
+            if not path.is_file():
+                raise CorruptCheckpointError(f"{path}: missing")
+            if file_sha256(path) != expected:
+                raise CorruptCheckpointError(f"{path}: content hash differs from the one recorded at save")
+        return state
+    for path in sorted(checkpoint.rglob("*.safetensors")):
+        if not parts or path.relative_to(checkpoint).as_posix().startswith(parts):
+            check_safetensors_header(path)
+    return state
