@@ -74,7 +74,7 @@ def test_frechet_distance_matches_the_closed_form_for_diagonal_gaussians():
 def test_distances_are_zero_on_identical_sets_and_symmetric(net, renders):
     real, other = (extract_features(net, x) for x in renders)
     assert abs(frechet_distance(real, real)) < 1e-8
-    assert frechet_distance(real, other) == pytest.approx(frechet_distance(other, real), rel=1e-9)
+    assert frechet_distance(real, other) == pytest.approx(frechet_distance(other, real), rel=1e-6)
     assert kernel_distance(real, other) == pytest.approx(kernel_distance(other, real), rel=1e-9)
     shifted = extract_features(net, _noise(renders[1], 0.3))
     assert frechet_distance(real, shifted) > 2 * frechet_distance(real, other) > 0
