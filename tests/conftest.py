@@ -27,3 +27,9 @@ def _seed_torch():
 
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def text_cache_dir(tmp_path_factory) -> Path:
+    """One embedding cache for the whole session: MiniLM runs once per caption."""
+    return tmp_path_factory.mktemp("text-cache")

@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             message = run_generate(args)
         else:
             message = run_show(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:  # FileNotFoundError, FileExistsError, PermissionError, ...
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     print(message)
     return 0

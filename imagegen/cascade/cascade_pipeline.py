@@ -36,6 +36,7 @@ from imagegen.cascade.pipeline import (
     check_images,
     check_seed,
     normalize_prompts,
+    resolve_device,
 )
 from imagegen.config import RunConfig, SampleConfig, config_from_dict
 from imagegen.data.transforms import pil_to_tensor, to_rgb
@@ -153,7 +154,7 @@ class CascadePipeline:
         self.folder = Path(folder)
         self.checkpoint = self.folder  # what `python -m imagegen.generate` prints as the model
         self.manifest: Manifest = read_manifest(self.folder)  # all checks before any weights load
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.stages = [self._load_stage(entry) for entry in self.manifest.stages]
         self.encoder = factory.build_text_encoder(self.stages[0].cfg.text, device=self.device)
         if self.encoder.identity != self.manifest.text_encoder:

@@ -33,6 +33,7 @@ from imagegen.cascade.pipeline import (
     check_images,
     check_seed,
     normalize_prompts,
+    resolve_device,
 )
 from imagegen.config import RunConfig, config_from_dict
 from imagegen.gan import sample_z
@@ -64,7 +65,7 @@ class GANPipeline:
     def __init__(self, checkpoint: Path, device: str | torch.device | None = None):
         self.checkpoint = checkpoint
         self.cfg: RunConfig = config_from_dict(yaml.safe_load((checkpoint / "config.yaml").read_text()))
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.encoder = factory.build_text_encoder(self.cfg.text, device=self.device)
         self.generator_net = factory.load_network(checkpoint / "ema" / "G", map_location=self.device)
         self._warned: set[str] = set()

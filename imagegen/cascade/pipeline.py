@@ -121,6 +121,24 @@ def check_images(prompts: list[str], num_images_per_prompt: int) -> int:
     return num_images_per_prompt
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device to generate on: `device`, or cuda when available else cpu; ValueError naming
+    `device` for a name torch does not know or a CUDA device this machine does not have."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device: unknown device {device!r:.100}; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda" and (
+        not torch.cuda.is_available() or (parsed.index or 0) >= torch.cuda.device_count()
+    ):
+        raise ValueError(f"device: {device!r} is not available on this machine; use cpu")
+    if parsed.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device: {device!r} is not supported; use cpu or cuda")
+    return parsed
+
+
 def check_seed(seed: int | None) -> int | None:
     if seed is None:
         return None
@@ -151,7 +169,7 @@ class DiffusionPipeline:
     def __init__(self, checkpoint: Path, device: str | torch.device | None = None):
         self.checkpoint = checkpoint
         self.cfg: RunConfig = config_from_dict(yaml.safe_load((checkpoint / "config.yaml").read_text()))
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.encoder = factory.build_text_encoder(self.cfg.text, device=self.device)
         self.model = factory.load_unet(checkpoint / "ema" / "model", self.device)
         # eager on CPU; compiled or CUDA-graph replayed per the run's `speed` section on a GPU

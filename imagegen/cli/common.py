@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
+from collections.abc import Callable
 
 from imagegen.config import ConfigError, RunConfig, load_config
 
@@ -22,11 +24,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True)
 
 
 def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> RunConfig:
-    """Load the config, turning schema errors into a clean usage error (exit code 2)."""
+    """Load the config; a schema or value error prints one line `error: ...` and exits 2."""
     try:
         return load_config(args.config, args.overrides)
     except ConfigError as error:
-        parser.error(str(error))
+        print(f"{parser.prog}: error: {one_line(error)}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def setup_logging() -> None:
@@ -34,3 +37,26 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "urllib3", "accelerate", "diffusers", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """What a user's mistake raises: ValueError (ConfigError, CorruptCheckpointError,
+    NonFiniteOutputError and every argument check), OSError (a missing, unreadable, unwritable or
+    full path) and safetensors' SafetensorError (a truncated or unwritable weights file)."""
+    from safetensors import SafetensorError
+
+    return (ValueError, OSError, SafetensorError)
+
+
+def run_reporting_errors(command: Callable[[], int]) -> int:
+    """Run `command`; a user's mistake prints one line `error: ...` on stderr and returns 2."""
+    try:
+        return command()
+    except user_errors() as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (YAML and Pillow messages span several)."""
+    return " ".join(str(error).split()) or type(error).__name__

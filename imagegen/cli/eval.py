@@ -133,14 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.images_per_prompt < 1 or args.batch_size < 1 or args.per_suite < 1:
         parser.error("--images-per-prompt, --batch-size and --per-suite must be positive")
-    from imagegen.cli.common import setup_logging
+    from imagegen.cli.common import run_reporting_errors, setup_logging
 
     setup_logging()
-    try:
-        return run(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_reporting_errors(lambda: run(args))
 
 
 if __name__ == "__main__":

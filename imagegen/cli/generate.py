@@ -36,27 +36,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from imagegen.cli.common import setup_logging
+    from imagegen.cli.common import run_reporting_errors, setup_logging
 
     setup_logging()
+
+    return run_reporting_errors(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     from imagegen.cascade.pipeline import load_pipeline
     from imagegen.utils.images import make_grid
 
-    try:
-        pipe = load_pipeline(args.model, device=args.device)
-        print(f"model: {pipe.checkpoint}", flush=True)
-        given = {
-            "guidance_scale": args.guidance_scale,
-            "num_steps": args.steps,
-            "sampler": args.sampler,
-            "negative_prompt": args.negative_prompt,
-            "truncation": args.truncation,
-        }  # only what was given: each kind of model has its own defaults
-        options = {key: value for key, value in given.items() if value is not None}
-        images = pipe(args.prompts, seed=args.seed, num_images_per_prompt=args.num_images, **options)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    pipe = load_pipeline(args.model, device=args.device)
+    print(f"model: {pipe.checkpoint}", flush=True)
+    given = {
+        "guidance_scale": args.guidance_scale,
+        "num_steps": args.steps,
+        "sampler": args.sampler,
+        "negative_prompt": args.negative_prompt,
+        "truncation": args.truncation,
+    }  # only what was given: each kind of model has its own defaults
+    options = {key: value for key, value in given.items() if value is not None}
+    images = pipe(args.prompts, seed=args.seed, num_images_per_prompt=args.num_images, **options)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if len(images) == 1:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from imagegen.cli.common import add_config_arguments, resolve_config, setup_logging
+from imagegen.cli.common import add_config_arguments, resolve_config, run_reporting_errors, setup_logging
+from imagegen.config import RunConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,16 +29,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = resolve_config(args, parser)
     setup_logging()
-    from imagegen.training.trainer import TrainingStopped, train
+    from imagegen.training.trainer import TrainingStopped
 
     try:
-        train(cfg, resume=args.resume)
+        return run_reporting_errors(lambda: _train(cfg, args.resume))
     except TrainingStopped as stop:
         print(f"error: {stop}", file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+
+
+def _train(cfg: RunConfig, resume: str | None) -> int:
+    from imagegen.training.trainer import train
+
+    train(cfg, resume=resume)
     return 0
 
 

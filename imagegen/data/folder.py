@@ -54,6 +54,7 @@ EMPTY_CAPTION = "empty caption"  # a caption that is blank after whitespace is c
 NO_IMAGE = "caption without image"  # a caption row (or .txt) whose image file is missing
 BAD_CAPTION = "malformed caption"  # bad JSON line, missing field, undecodable .txt
 DECODE_FAILED = "decode failed"  # passed validation, failed in __getitem__ (substituted)
+OUTSIDE_ROOT = "outside data.path"  # '../x.png', '/etc/passwd', or a symlink leading out of the root
 
 _EXAMPLES_PER_REASON = 3
 Row = tuple[str, str]  # (file reference as written in the caption source, caption)
@@ -240,9 +241,11 @@ class CaptionedFolderDataset(Dataset):
         """Keep pairs whose caption is non-blank and whose file opens (and verifies); count the rest."""
         verdicts: dict[str, str | None] = {}
         paths, captions = [], []
+        root = self.root.resolve()
         for path, text in pairs:
             if path not in verdicts:
-                verdicts[path] = check_image(self.root / path, verify)
+                inside = (self.root / path).resolve().is_relative_to(root)  # symlinks followed
+                verdicts[path] = check_image(self.root / path, verify) if inside else OUTSIDE_ROOT
             caption = " ".join(text.split())
             if verdicts[path] is not None:
                 self._skip(verdicts[path], path)

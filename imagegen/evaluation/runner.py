@@ -365,6 +365,8 @@ def find_images(images_dir: str | Path, records: Sequence[PromptRecord]) -> list
         folder = root / source if (root / source).is_dir() or len(sources) > 1 else root
         for path in folder.iterdir() if folder.is_dir() else []:
             match = IMAGE_RE.match(path.name)
+            if match and not path.resolve().is_relative_to(root.resolve()):
+                raise ValueError(f"images_dir: {path} leads out of {root} (a symlink): refused")
             if match:
                 index.setdefault((source, int(match.group(1))), []).append((int(match.group(2)), path))
     found = [[p for _, p in sorted(index.get((r.source, r.line), []))] for r in records]
@@ -373,11 +375,20 @@ def find_images(images_dir: str | Path, records: Sequence[PromptRecord]) -> list
     return found
 
 
+def _open_rgb(path: Path) -> Image.Image:
+    """The image at `path` as RGB, or a ValueError naming the file."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as error:  # Pillow's errors for a non-image or bad file
+        raise ValueError(f"images_dir: {path} is not a readable image ({type(error).__name__})") from None
+
+
 def evaluate_folder(images_dir: str | Path, records: Sequence[PromptRecord]) -> Evaluation:
     """Score existing images (any system's) named by prompt index and sample number."""
     paths = find_images(images_dir, records)
     kept = [(r, p) for r, p in zip(records, paths) if p]
-    images = [[Image.open(path).convert("RGB") for path in files] for _, files in kept]
+    images = [[_open_rgb(path) for path in files] for _, files in kept]
     extra = {
         "model": {"images_dir": str(images_dir)},
         "prompts_without_images": len(records) - len(kept),

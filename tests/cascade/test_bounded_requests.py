@@ -19,14 +19,14 @@ from imagegen.utils.integrity import HASHES_KEY, hash_folder
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _train(root: Path, config: str) -> Path:
+def _train(root: Path, cache: Path, config: str) -> Path:
     from imagegen.training.trainer import train
 
     cfg = load_config(
         REPO / "configs" / config,
         [
             f"train.output_dir={root / 'runs'}",
-            f"text.cache_dir={root / 'cache'}",
+            f"text.cache_dir={cache}",
             "train.run_name=run",
             "train.max_steps=1",
         ],
@@ -35,8 +35,8 @@ def _train(root: Path, config: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return _train(tmp_path_factory.mktemp("bounded"), "tiny-test.yaml")
+def checkpoint(tmp_path_factory, text_cache_dir) -> Path:
+    return _train(tmp_path_factory.mktemp("bounded"), text_cache_dir, "tiny-test.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +108,10 @@ def test_the_cli_exits_2_on_nan_weights_and_writes_no_png(checkpoint, tmp_path, 
     assert not out.exists() and "NaN/inf" in capsys.readouterr().err
 
 
-def test_a_gan_with_nan_weights_raises(tmp_path):
+def test_a_gan_with_nan_weights_raises(tmp_path, text_cache_dir):
     from imagegen.diffusion import NonFiniteOutputError
 
-    gan = _train(tmp_path, "tiny-gan-test.yaml")
+    gan = _train(tmp_path, text_cache_dir, "tiny-gan-test.yaml")
     _poison(gan / "ema" / "G", "model.safetensors")
     with pytest.raises(NonFiniteOutputError, match="GAN .*NaN/inf"):
         imagegen.load_pipeline(gan, device="cpu")("a red circle")

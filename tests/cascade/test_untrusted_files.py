@@ -20,14 +20,14 @@ from imagegen.utils.integrity import HASHES_KEY, CorruptCheckpointError, hash_fo
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _train(root: Path, config: str, name: str) -> Path:
+def _train(root: Path, cache: Path, config: str, name: str) -> Path:
     from imagegen.training.trainer import train
 
     cfg = load_config(
         REPO / "configs" / config,
         [
             f"train.output_dir={root / 'runs'}",
-            f"text.cache_dir={root / 'cache'}",
+            f"text.cache_dir={cache}",
             f"train.run_name={name}",
             "train.max_steps=2",
             "train.checkpoint_every=2",
@@ -37,11 +37,11 @@ def _train(root: Path, config: str, name: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict[str, Path]:
+def trained(tmp_path_factory, text_cache_dir) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("untrusted")
     return {
-        "diffusion": _train(root, "tiny-test.yaml", "diffusion"),
-        "gan": _train(root, "tiny-gan-test.yaml", "gan"),
+        "diffusion": _train(root, text_cache_dir, "tiny-test.yaml", "diffusion"),
+        "gan": _train(root, text_cache_dir, "tiny-gan-test.yaml", "gan"),
     }
 
 
@@ -100,14 +100,14 @@ def _files(checkpoint: Path) -> list[str]:
     return sorted(p.relative_to(checkpoint).as_posix() for p in checkpoint.rglob("*") if p.is_file())
 
 
-def _try_everything(checkpoint: Path, tmp_path: Path) -> int:
+def _try_everything(checkpoint: Path, tmp_path: Path, cache: Path) -> int:
     """Resume from the checkpoint and generate with it; any error is fine, a run payload is not.
     Returns how many of the two succeeded."""
     from imagegen.training.trainer import Trainer
 
     cfg = load_config(
         REPO / "configs" / "tiny-test.yaml",
-        [f"train.output_dir={tmp_path / 'out'}", f"text.cache_dir={tmp_path / 'cache'}"],
+        [f"train.output_dir={tmp_path / 'out'}", f"text.cache_dir={cache}"],
     )
     attempts = [
         lambda: Trainer(cfg, resume=str(checkpoint)).setup(),
@@ -123,14 +123,16 @@ def _try_everything(checkpoint: Path, tmp_path: Path) -> int:
     return succeeded
 
 
-def test_a_crafted_pickle_in_any_checkpoint_file_never_runs(trained, tmp_path):
+def test_a_crafted_pickle_in_any_checkpoint_file_never_runs(trained, tmp_path, text_cache_dir):
     """Every file a diffusion checkpoint holds, plus the `.bin` diffusers would fall back to, is
     replaced in turn by a pickle whose __reduce__ writes a marker (hashes re-recorded, as an
     attacker would); resuming and generating must never create the marker."""
     names = _files(trained["diffusion"]) + ["ema/model/diffusion_pytorch_model.bin"]
     assert "state/optimizer.bin" in names and "state/random_states_0.pkl" in names
     clean = Path(shutil.copytree(trained["diffusion"], tmp_path / "clean/checkpoints/checkpoint-2"))
-    assert _try_everything(clean, tmp_path / "try-clean") == 2, "both loaders work on the clean copy"
+    assert _try_everything(clean, tmp_path / "try-clean", text_cache_dir) == 2, (
+        "both loaders work on the clean copy"
+    )
     for i, name in enumerate(names):
         target = tmp_path / f"run{i}/checkpoints/checkpoint-2"
         checkpoint = Path(shutil.copytree(trained["diffusion"], target))
@@ -138,7 +140,7 @@ def test_a_crafted_pickle_in_any_checkpoint_file_never_runs(trained, tmp_path):
         torch.save(_Payload(marker), checkpoint / name)
         if name != "trainer.json":
             _rehash(checkpoint)
-        _try_everything(checkpoint, tmp_path / f"try{i}")
+        _try_everything(checkpoint, tmp_path / f"try{i}", text_cache_dir)
         assert not marker.exists(), f"a pickle in {name} was run"
 
 

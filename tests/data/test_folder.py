@@ -360,3 +360,23 @@ def test_captioned_photos_load_with_colour_management(shared_data):
     assert np.abs(adobe_rgb - naive).max() > 10  # Adobe RGB pixels were converted to sRGB
     srgb = np.asarray(load_image(root / "astronaut.png"))
     assert np.array_equal(srgb, np.asarray(Image.open(root / "astronaut.png").convert("RGB")))
+
+
+def test_files_outside_the_root_are_refused_and_counted(tmp_path):
+    """Issue 15, item 10: '../x.png', an absolute path and a symlink leading out of data.path are
+    never opened; they are skipped under 'outside data.path'."""
+    root, outside = tmp_path / "data", tmp_path / "secret"
+    root.mkdir(), outside.mkdir()
+    _noise_rgb(0).save(root / "ok.png")
+    _noise_rgb(1).save(outside / "x.png")
+    (root / "link.png").symlink_to(outside / "x.png")
+    rows = [
+        ("ok.png", "fine"),
+        ("../secret/x.png", "up"),
+        (str(outside / "x.png"), "absolute"),
+        ("link.png", "l"),
+    ]
+    (root / "metadata.jsonl").write_text("\n".join(json.dumps({"file_name": f, "text": t}) for f, t in rows))
+    dataset = CaptionedFolderDataset(root, SIDE)
+    assert [dataset.caption(i) for i in range(len(dataset))] == ["fine"]
+    assert dataset.skipped[folder.OUTSIDE_ROOT] == 3

@@ -1,4 +1,5 @@
-"""Fixtures for trainer tests: tiny configs that train in seconds, one shared text cache."""
+"""Fixtures for trainer tests: tiny configs that train in seconds, on the session's text cache
+(`text_cache_dir`, tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,6 @@ from imagegen.config import RunConfig, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "tiny-test.yaml"
-
-
-@pytest.fixture(scope="session")
-def text_cache_dir(tmp_path_factory) -> Path:
-    """One embedding cache for the whole session: MiniLM runs once per caption."""
-    return tmp_path_factory.mktemp("text-cache")
 
 
 @pytest.fixture
