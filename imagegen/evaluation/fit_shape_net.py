@@ -46,8 +46,8 @@ class FitSettings:
     """Everything that decides the fitted weights (recorded in shape_net.json)."""
 
     seed: int = 0
-    per_shape: int = 3000  # samples per grammar shape
-    per_other: int = 1500  # samples per out-of-grammar kind (9 kinds: "none" is about 43 %)
+    per_shape: int = 4000  # samples per grammar shape
+    per_other: int = 2000  # samples per out-of-grammar kind (9 kinds: "none" is about 43 %)
     resolutions: tuple[int, ...] = (32, 64, 128)
     epochs: int = 14
     batch_size: int = 128
@@ -207,7 +207,8 @@ def main() -> None:
     record["fit_family_accuracy"] = round(training_accuracy(weights, record, settings), 4)
     NET_PATH.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     print(
-        f"wrote {WEIGHTS_PATH} (sha256 {record['sha256'][:16]}), fit-family accuracy {record['fit_family_accuracy']}"
+        f"wrote {WEIGHTS_PATH} (sha256 {record['sha256'][:16]}), "
+        f"fit-family accuracy {record['fit_family_accuracy']}"
     )
 
 

@@ -1,20 +1,22 @@
 """A randomised second renderer of the Shapes grammar, for fitting and validating the scorer only.
 
-Owns drawing shapes the way *another* program might: other proportions (a narrower rhombus,
-an equilateral or isosceles triangle, stars of inner radius 0.3-0.6, crosses of arm width
-0.2-0.45), rotation within +-10 degrees, sizes from 5 px to most of the image, colour jitter, and
-several rendering styles; plus shapes that are *not* in the grammar (irregular blobs, ellipses,
-rectangles, pentagons, hexagons, rings, L- and T-shapes, merged pairs), which the scorer must
-reject. This is domain randomisation (Tobin et al. 2017) for the shape classifier of
-`imagegen.evaluation.shape_model`. It is never the training data of a generative model: that is
-`imagegen.data.shapes`, whose renders stay the scorer's reference.
+Owns drawing shapes the way *another* program might: other proportions (a narrower rhombus, an
+equilateral or isosceles triangle, stars of inner radius 0.3-0.6, crosses of arm width 0.2-0.45),
+rotation within +-10 degrees, sizes from 5 px to most of the image, colour jitter, and several
+rendering styles; plus shapes that are *not* in the grammar (irregular blobs, ellipses,
+rectangles, pentagons, hexagons, rings, L- and T-shapes, merged pairs, and smudges blurred by a
+fifth of their size), which the scorer must reject. The fit family also gives a third of its
+objects an uneven, mottled fill, as generated objects have. This is domain randomisation (Tobin et
+al. 2017) for the shape classifier of `imagegen.evaluation.shape_net`. It is never the training
+data of a generative model: that is `imagegen.data.shapes`, whose renders stay the scorer's
+reference.
 
-Two disjoint **families** share the code. Every proportion is drawn as `lerp(range, u)` with u
-in [0, 1]; the "fit" family draws u from [0, 0.2] u [0.4, 0.6] u [0.8, 1] and the "heldout"
-family from the two gaps between, so validation proportions are never seen in fitting. The
-families also render differently: "fit" uses area antialiasing, Gaussian blur and Gaussian noise;
-"heldout" uses hard (unantialiased) edges, rendering at 3x then bicubic downsampling, JPEG, box
-blur and uniform noise.
+Two disjoint **families** share the code. Every proportion is drawn as `lerp(range, u)` with u in
+[0, 1]; the "fit" family draws u from [0, 0.2] u [0.4, 0.6] u [0.8, 1] and the "heldout" family
+from the two gaps between, so validation proportions are never seen in fitting. The families also
+render differently (`_draw_style`): "fit" uses area antialiasing or hard edges, Gaussian blur,
+Gaussian noise and JPEG at quality 65-85; "heldout" uses 2 x 2 supersampling, rendering at 3x then
+bicubic downsampling, box blur, JPEG at quality 86-95, and uniform noise.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ OUT_OF_GRAMMAR: tuple[str, ...] = (
     "ell",
     "tee",
     "merged",
+    "smudge",
 )
+SMUDGE = (0.1, 0.22)  # a smudge's blur sigma / its side: a shape too soft to name
 COLOR_JITTER = 18.0  # per channel, uniform, on each object's palette colour
 BACKGROUND_JITTER = 8.0
 ROTATION = 10.0  # degrees, either way
@@ -120,15 +124,18 @@ def grammar_outline(shape: str, params: dict[str, float]) -> Inside:
 
 
 def _blob(rng: np.random.Generator) -> Inside:
-    """A lumpy closed outline: radius 0.5 (1 + sum_k a_k cos(k theta + phi_k)), k = 2..5."""
-    amplitudes = rng.uniform(0.0, 0.22, size=4) * np.array([1.5, 1.0, 0.8, 0.6])
-    amplitudes[int(rng.integers(4))] = rng.uniform(0.18, 0.3)  # at least one clear lump
-    phases = rng.uniform(0, 2 * math.pi, size=4)
+    """A lumpy closed outline: radius 0.4 (1 + sum_k a_k cos(k theta + phi_k)), k = 1..5.
+
+    k = 1 makes eggs and teardrops, k = 2 ovals, k = 3..5 lumps; one term is always clear.
+    """
+    amplitudes = rng.uniform(0.0, 0.2, size=5) * np.array([1.2, 1.5, 1.0, 0.8, 0.6])
+    amplitudes[int(rng.integers(5))] = rng.uniform(0.18, 0.3)
+    phases = rng.uniform(0, 2 * math.pi, size=5)
 
     def inside(ux: np.ndarray, uy: np.ndarray) -> np.ndarray:
         dx, dy = ux - 0.5, uy - 0.5
         theta = np.arctan2(dy, dx)
-        radius = 1 + sum(a * np.cos(k * theta + p) for k, a, p in zip(range(2, 6), amplitudes, phases))
+        radius = 1 + sum(a * np.cos(k * theta + p) for k, a, p in zip(range(1, 6), amplitudes, phases))
         return dx * dx + dy * dy <= (0.4 * radius) ** 2
 
     return inside
@@ -153,6 +160,9 @@ def other_outline(kind: str, rng: np.random.Generator) -> tuple[Inside, float]:
     long_side = float(rng.uniform(1.7, 3.0))
     if kind == "blob":
         return _blob(rng), float(rng.uniform(0.8, 1.25))
+    if kind == "smudge":  # blurred by SMUDGE in `render_objects`
+        outline = _blob(rng) if rng.random() < 0.5 else grammar_outline("circle", {})
+        return outline, float(rng.uniform(1.0, 2.0))
     if kind == "ellipse":
         return (lambda ux, uy: (ux - 0.5) ** 2 + (uy - 0.5) ** 2 <= 0.25), long_side
     if kind == "rectangle":
@@ -179,36 +189,39 @@ def other_outline(kind: str, rng: np.random.Generator) -> tuple[Inside, float]:
 # --------------------------------------------------------------------------------------------
 
 
-def _paint(
-    canvas: np.ndarray,
+def _coverage(
     inside: Inside,
     box: tuple[float, float, float, float],
     degrees: float,
-    colour: np.ndarray,
     factor: int,
-) -> None:
-    """Blend one shape into canvas [R, R, 3] float32 by its sub-pixel coverage.
+    size: int,
+    margin: float,
+) -> tuple[np.ndarray, int, int]:
+    """(coverage float32 [h, w] in [0, 1], top row, left column) of one shape on a size x size canvas.
 
-    box = (centre x, centre y, width, height) in pixels (edges at 0 and R); the shape fills its
-    unit box mapped onto it, rotated by `degrees` about the centre. factor 1 samples each pixel's
-    centre only (hard edges); factor f averages f x f sub-pixel samples (antialiasing).
+    box = (centre x, centre y, width, height) in pixels (edges at 0 and size); the shape fills its
+    unit box mapped onto it, rotated by `degrees` about the centre; `margin` px of room is kept
+    around it for a later blur. factor 1 samples each pixel's centre only (hard edges); factor f
+    averages f x f sub-pixel samples (antialiasing).
     """
-    size = canvas.shape[0]
     cx, cy, width, height = box
-    reach = 0.75 * max(width, height) + 1  # a rotated box stays within this of its centre
+    reach = 0.75 * max(width, height) + 1 + margin  # a rotated box stays within this of its centre
     c0, c1 = max(0, math.floor(cx - reach)), min(size, math.ceil(cx + reach))
     r0, r1 = max(0, math.floor(cy - reach)), min(size, math.ceil(cy + reach))
-    if c1 <= c0 or r1 <= r0:
-        return
     xs = (np.arange(c0 * factor, c1 * factor) + 0.5) / factor - cx  # [w f] sub-pixel centres
     ys = (np.arange(r0 * factor, r1 * factor) + 0.5) / factor - cy  # [h f]
     cos, sin = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
     ux = (cos * xs[None, :] + sin * ys[:, None]) / width + 0.5  # [h f, w f] rotated back
     uy = (-sin * xs[None, :] + cos * ys[:, None]) / height + 0.5
     mask = inside(ux, uy) & (ux >= 0) & (ux <= 1) & (uy >= 0) & (uy <= 1)
-    coverage = mask.reshape(r1 - r0, factor, c1 - c0, factor).mean(axis=(1, 3), dtype=np.float32)
-    region = canvas[r0:r1, c0:c1]
-    region += coverage[..., None] * (colour - region)
+    return mask.reshape(r1 - r0, factor, c1 - c0, factor).mean(axis=(1, 3), dtype=np.float32), r0, c0
+
+
+def _mottled(coverage: np.ndarray, rng: np.random.Generator, side: float) -> np.ndarray:
+    """Coverage times 1 - a n, n smooth noise in [0, 1] and a in [0.15, 0.4]: a generator's uneven fill."""
+    noise = ndimage.gaussian_filter(rng.random(coverage.shape), sigma=max(1.0, 0.12 * side))
+    noise = (noise - noise.min()) / max(float(np.ptp(noise)), 1e-6)
+    return coverage * (1 - rng.uniform(0.15, 0.4) * noise).astype(np.float32)
 
 
 def _jittered(rgb: tuple[int, int, int], rng: np.random.Generator, amount: float) -> np.ndarray:
@@ -222,21 +235,27 @@ def _jpeg(pixels: np.ndarray, quality: int) -> np.ndarray:
 
 
 def _draw_style(rng: np.random.Generator, family: str) -> dict[str, Any]:
-    """How one image is drawn and degraded (see the module docstring)."""
+    """How one image is drawn and degraded (see the module docstring).
+
+    fit: area antialiasing (4 x 4 or 8 x 8 samples) or hard edges (one sample, a quarter of
+    images), then Gaussian blur, Gaussian noise and JPEG at quality 65-85 (a quarter of images).
+    heldout: one of 2 x 2 supersampling, rendering at 3x then bicubic downsampling, a 2 x 2 box
+    blur, or JPEG at quality 86-95; then uniform noise.
+    """
     if family == "fit":
         return {
             "kind": "area",
-            "factor": int(rng.choice([4, 8])),
-            "blur": float(rng.uniform(0.0, 1.0)) if rng.random() < 0.6 else 0.0,
+            "factor": 1 if rng.random() < 0.25 else int(rng.choice([4, 8])),
+            "blur": float(rng.uniform(0.0, 1.0)) if rng.random() < 0.5 else 0.0,
             "noise": float(rng.uniform(0.0, 0.06) * 127.5) if rng.random() < 0.6 else 0.0,
+            "quality": int(rng.integers(65, 86)) if rng.random() < 0.25 else 0,
         }
-    kind = str(rng.choice(["hard", "resampled", "jpeg", "box"]))
-    noise = float(rng.uniform(0.0, 10.0)) if rng.random() < 0.5 else 0.0
+    kind = str(rng.choice(["coarse", "resampled", "jpeg", "box"]))
     return {
         "kind": kind,
-        "factor": 1 if kind == "hard" else 4,
-        "quality": int(rng.integers(80, 96)),
-        "noise": noise,
+        "factor": 2 if kind == "coarse" else 4,
+        "quality": int(rng.integers(86, 96)) if kind == "jpeg" else 0,
+        "noise": float(rng.uniform(0.0, 10.0)) if rng.random() < 0.5 else 0.0,
     }
 
 
@@ -249,7 +268,7 @@ def _finish(canvas: np.ndarray, style: dict[str, Any], rng: np.random.Generator,
         canvas = ndimage.gaussian_filter(canvas, sigma=(style["blur"], style["blur"], 0))
     if style["kind"] == "box":
         canvas = ndimage.uniform_filter(canvas, size=(2, 2, 1))
-    if style["kind"] == "jpeg":
+    if style["quality"]:
         canvas = _jpeg(canvas, style["quality"])
     if style["noise"] > 0:
         spread = style["noise"]
@@ -296,7 +315,14 @@ def render_objects(
         inside, aspect = _outline(rng, label, family)
         box = _box(cx * size, cy * size, side * size, aspect)
         degrees = float(rng.uniform(-ROTATION, ROTATION))
-        _paint(canvas, inside, box, degrees, _jittered(COLORS[colour], rng, COLOR_JITTER), style["factor"])
+        sigma = float(rng.uniform(*SMUDGE)) * side * size if label == "smudge" else 0.0
+        coverage, top, left = _coverage(inside, box, degrees, style["factor"], size, 3 * sigma)
+        if sigma > 0:
+            coverage = ndimage.gaussian_filter(coverage, sigma, mode="constant")
+        if family == "fit" and rng.random() < 0.3:
+            coverage = _mottled(coverage, rng, side * size)
+        region = canvas[top : top + coverage.shape[0], left : left + coverage.shape[1]]
+        region += coverage[..., None] * (_jittered(COLORS[colour], rng, COLOR_JITTER) - region)
     return _finish(canvas, style, rng, resolution)
 
 
