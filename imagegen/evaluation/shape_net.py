@@ -67,16 +67,21 @@ def blob_scalars(stats: Moments) -> np.ndarray:
 
 def _conv3x3(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """x [N, C, H, W], weight [K, C, 3, 3] -> [N, K, H, W] ('same' zero padding, cross-correlation)."""
+    n, c, h, w = x.shape
     padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
     windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))  # [N, C, H, W, 3, 3]
-    return np.einsum("nchwij,kcij->nkhw", windows, weight, optimize=True) + bias[None, :, None, None]
+    columns = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * h * w, c * 9)  # im2col [NHW, 9C]
+    out = columns @ weight.reshape(weight.shape[0], c * 9).T + bias  # [NHW, K]
+    return out.reshape(n, h, w, -1).transpose(0, 3, 1, 2)
 
 
 def _relu_pool(x: np.ndarray) -> np.ndarray:
-    """[N, C, H, W] -> [N, C, H // 2, W // 2]: ReLU, then 2 x 2 max-pooling."""
-    n, c, h, w = x.shape
-    x = np.maximum(x, 0.0)[:, :, : h // 2 * 2, : w // 2 * 2]
-    return x.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+    """[N, C, H, W] -> [N, C, H // 2, W // 2]: ReLU, then 2 x 2 max-pooling (H, W even)."""
+    pooled = np.maximum(
+        np.maximum(x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2]),
+        np.maximum(x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]),
+    )
+    return np.maximum(pooled, 0.0)
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,7 @@ def format_scene_figures(tallies: dict[int, Tally]) -> str:
     names = sorted(
         {name for tally in tallies.values() for name in tally.totals}, key=lambda n: (n[0] != "o", n)
     )
-    lines = [f"{'figure (pass %)':24s}" + "".join(f"{f'{r} px':>16s}" for r in tallies)]
+    lines = [f"{'figure (pass/reject %)':24s}" + "".join(f"{f'{r} px':>16s}" for r in tallies)]
     for name in names:
         cells = "".join(f"{100 * t.rate(name):9.2f} ({t.totals[name]:4d})" for t in tallies.values())
         lines.append(f"{name:24s}{cells}")
@@ -164,7 +164,7 @@ def main() -> None:
     args = parser.parse_args()
     tallies = {r: scene_figures(r, args.scenes, args.family) for r in RESOLUTIONS}
     print(format_scene_figures(tallies))
-    print("'changed' rows are pass rates of a spec with one attribute changed (lower is better)")
+    print("own spec rows: pass %; 'changed' rows: reject % of the spec with one attribute changed")
     for resolution in RESOLUTIONS:
         table = confusion(resolution, args.per_label, args.family)
         print(format_confusion(table, resolution))

@@ -45,10 +45,11 @@ OUT_OF_GRAMMAR: tuple[str, ...] = (
     "merged",
     "smudge",
 )
-SMUDGE = (0.1, 0.22)  # a smudge's blur sigma / its side: a shape too soft to name
+SMUDGE = (0.1, 0.2)  # a smudge's blur sigma / its side: a shape too soft to name
 COLOR_JITTER = 18.0  # per channel, uniform, on each object's palette colour
 BACKGROUND_JITTER = 8.0
 ROTATION = 10.0  # degrees, either way
+GROWTH_ROOM = 0.025  # most a scene object may outgrow its spec box on each side (image sides)
 # proportion ranges a person still gives the grammar's name; (low, high) per parameter
 PROPORTIONS: dict[str, dict[str, tuple[float, float]]] = {
     "circle": {"aspect": (0.88, 1.14)},
@@ -124,12 +125,17 @@ def grammar_outline(shape: str, params: dict[str, float]) -> Inside:
 
 
 def _blob(rng: np.random.Generator) -> Inside:
-    """A lumpy closed outline: radius 0.4 (1 + sum_k a_k cos(k theta + phi_k)), k = 1..5.
+    """An irregular closed outline: radius 0.4 (1 + sum_k a_k cos(k theta + phi_k)), k = 1..5.
 
-    k = 1 makes eggs and teardrops, k = 2 ovals, k = 3..5 lumps; one term is always clear.
+    Two clear terms, one of k = 1..3 (eggs, ovals, three lobes) and another of k = 2..4, so that no
+    blob is a single clean harmonic (a pure k = 3 or 5 would be a rounded triangle or a soft star,
+    and those keep their names); k = 5 stays faint for the same reason.
     """
-    amplitudes = rng.uniform(0.0, 0.2, size=5) * np.array([1.2, 1.5, 1.0, 0.8, 0.6])
-    amplitudes[int(rng.integers(5))] = rng.uniform(0.18, 0.3)
+    amplitudes = rng.uniform(0.0, 0.08, size=5)
+    first = int(rng.integers(1, 4))
+    second = int(rng.choice([k for k in (2, 3, 4) if k != first]))
+    amplitudes[first - 1] = rng.uniform(0.15, 0.3)
+    amplitudes[second - 1] = rng.uniform(0.1, 0.2)
     phases = rng.uniform(0, 2 * math.pi, size=5)
 
     def inside(ux: np.ndarray, uy: np.ndarray) -> np.ndarray:
@@ -296,25 +302,27 @@ def _box(cx: float, cy: float, side: float, aspect: float) -> tuple[float, float
 
 
 def render_objects(
-    objects: list[tuple[str, str, tuple[float, float, float]]],
+    objects: list[tuple[str, str, tuple[float, ...]]],
     background: str,
     resolution: int,
     rng: np.random.Generator,
     family: str,
 ) -> np.ndarray:
-    """Draw (label, colour, (centre x, centre y, longer side)) objects, normalized coordinates.
+    """Draw (label, colour, (centre x, centre y, longer side[, degrees])) objects, normalized.
 
-    label: a grammar shape or an OUT_OF_GRAMMAR kind. Returns uint8 [resolution, resolution, 3].
+    label: a grammar shape or an OUT_OF_GRAMMAR kind; without degrees the rotation is drawn
+    within +-ROTATION. Returns uint8 [resolution, resolution, 3].
     """
     style = _draw_style(rng, family)
     scale = 3 if style["kind"] == "resampled" else 1
     size = resolution * scale
     canvas = np.empty((size, size, 3), dtype=np.float32)
     canvas[:] = _jittered(BACKGROUNDS[background], rng, BACKGROUND_JITTER)
-    for label, colour, (cx, cy, side) in objects:
+    for label, colour, geometry in objects:
+        cx, cy, side = geometry[:3]
         inside, aspect = _outline(rng, label, family)
         box = _box(cx * size, cy * size, side * size, aspect)
-        degrees = float(rng.uniform(-ROTATION, ROTATION))
+        degrees = geometry[3] if len(geometry) > 3 else float(rng.uniform(-ROTATION, ROTATION))
         sigma = float(rng.uniform(*SMUDGE)) * side * size if label == "smudge" else 0.0
         coverage, top, left = _coverage(inside, box, degrees, style["factor"], size, 3 * sigma)
         if sigma > 0:
@@ -332,13 +340,19 @@ def render_variant_scene(
     """A full-truth Shapes spec drawn by this renderer: same boxes' centres, other everything else.
 
     Each object's longer side is its box side times a factor within [1 / size_jitter,
-    size_jitter] (log-uniform), so "small" and "large" keep the grammar's meaning.
+    size_jitter] (log-uniform), so "small" and "large" keep the grammar's meaning. It grows by
+    at most GROWTH_ROOM of the image side each way, rotation included (as for a square, the
+    widest case), so objects stay apart as the layout's OBJECT_GAP (0.07) keeps them.
     """
     objects = []
     for instance in spec["instances"]:
         x0, y0, x1, y1 = instance["box"]
-        side = math.sqrt((x1 - x0) * (y1 - y0)) * math.exp(rng.uniform(-1, 1) * math.log(size_jitter))
-        objects.append((instance["shape"], instance["color"], ((x0 + x1) / 2, (y0 + y1) / 2, side)))
+        box_side = math.sqrt((x1 - x0) * (y1 - y0))
+        degrees = float(rng.uniform(-ROTATION, ROTATION))
+        spread = abs(math.cos(math.radians(degrees))) + abs(math.sin(math.radians(degrees)))
+        side = box_side * math.exp(rng.uniform(-1, 1) * math.log(size_jitter))
+        side = min(side, (box_side + 2 * GROWTH_ROOM) / spread)
+        objects.append((instance["shape"], instance["color"], ((x0 + x1) / 2, (y0 + y1) / 2, side, degrees)))
     return render_objects(objects, spec["background"], resolution, rng, family)
 
 
