@@ -38,7 +38,7 @@ from imagegen.evaluation.shape_validation import (
     scene_figures,
     shape_recall,
 )
-from imagegen.evaluation.shape_variations import family_u, render_objects
+from imagegen.evaluation.shape_variations import family_u
 
 HUMAN_LABELS = Path(__file__).parent / "data" / "human_labels"
 FAST_SCENES = 400  # per resolution in the normal suite; the slow test uses 2,000
@@ -107,17 +107,20 @@ def test_size_words_have_a_tolerance_band_and_read_the_longer_side():
         "large",
         "large",
     ]
-    rng = np.random.default_rng(0)
-    narrow = render_objects(
-        [("diamond", "red", (0.5, 0.5, 0.375))], "white", 64, rng, "heldout"
-    )  # tall rhombus
+    # a rhombus 0.375 of the image tall and 0.6 of that wide, area-sampled 4 x 4 per pixel at 64 px
+    grid = (np.arange(256) + 0.5) / 256
+    inside = np.abs(grid[None, :] - 0.5) / 0.1125 + np.abs(grid[:, None] - 0.5) / 0.1875 <= 1
+    coverage = inside.reshape(64, 4, 64, 4).mean(axis=(1, 3))[..., None]
+    narrow = np.rint(255 + coverage * (np.array([210, 20, 40]) - 255)).astype(np.uint8)  # red on white
     spec = {
         "kind": "single",
         "background": "white",
         "relation": None,
         "objects": [{"shape": "diamond", "color": "red", "size": "large", "count": 1}],
     }
-    assert score(narrow, spec).passed
+    result = score(narrow, spec)
+    assert result.passed, result.reason
+    assert not score(narrow, {**spec, "objects": [{**spec["objects"][0], "size": "small"}]}).passed
 
 
 @functools.cache
