@@ -4,8 +4,9 @@ Owns detection (image -> background name and coloured, shaped, boxed objects) an
 that check a Shapes spec (schema in docs/shapes.md) against detections, modelled on GenEval
 (Ghosh et al. 2023): every requested object present in exactly its count, colour bound to shape,
 relations from box centres with GenEval's dead zone, background and size when the prompt names
-them. Detection is analytic: `segment` finds colour blobs, `shape_features` measures them and
-`shape_model` names their shape. Rules, thresholds and validation figures: docs/evaluation.md.
+them. `segment` finds colour blobs, `shape_features` measures them and `shape_net` (a tiny CNN
+fitted on a randomised renderer, numpy inference) names their shape or rejects it. Rules,
+thresholds and validation figures: docs/evaluation.md.
 
     result = score(image, spec)      # image: uint8 [H, W, 3], PIL, or float [3, H, W] in [-1, 1]
     result.passed, result.reason     # False, "expected 1 red circle, found 0 (red: square)"
@@ -22,12 +23,17 @@ import numpy as np
 from imagegen.data.prompts import PLURALS, check_spec
 from imagegen.evaluation.segment import Blob, segment
 from imagegen.evaluation.shape_features import moments
-from imagegen.evaluation.shape_model import ShapeModel, load_shape_model
+from imagegen.evaluation.shape_model import load_shape_model
+from imagegen.evaluation.shape_net import ShapeNet, load_shape_net
 
 POSITION_DEAD_ZONE = 0.1  # GenEval: offsets shrink by 0.1 x (sum of both boxes' sides) per axis
 POSITION_DOMINANCE = 0.5  # GenEval: the shrunk offset's share along the axis must exceed this
-# box side / image side between "small" and "large": the geometric mean of shapes.SIZE_FRACTION
-SIZE_THRESHOLD = float(np.sqrt(0.25 * 0.375))
+SIZE_FRACTION = {"small": 0.25, "large": 0.375}  # the grammar's box side / image side (data.shapes)
+# the geometric mean of the two: the middle of the band between the words
+SIZE_THRESHOLD = float(np.sqrt(SIZE_FRACTION["small"] * SIZE_FRACTION["large"]))
+# a size word holds within this factor of its fraction: "small" up to 0.25 x 1.2 = 0.30 of the
+# image side (and anything smaller), "large" from 0.375 / 1.2 = 0.3125 up; between is neither
+SIZE_TOLERANCE = 1.2
 
 
 @dataclass
@@ -39,8 +45,8 @@ class Detection:
     box: tuple[float, float, float, float]  # x0, y0, x1, y1
     area: float  # coverage-weighted area / image area
     centre: tuple[float, float]  # box centre (x, y)
-    size: str = ""  # "small" or "large" by box side against SIZE_THRESHOLD
-    shape_distance: float = 0.0  # Mahalanobis distance to the chosen shape (shape_model)
+    size: str = ""  # "small", "large" or "medium" (neither) by the longer box side (`size_name`)
+    shape_confidence: float = 1.0  # the shape net's probability of its verdict (shape_net)
 
 
 @dataclass
@@ -55,21 +61,33 @@ class ScoreResult:
     reasons: dict[str, str] = field(default_factory=dict)  # every failed check explained
 
 
-def _size_name(box: tuple[float, float, float, float]) -> str:
-    side = np.sqrt(max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0))
-    return "large" if side >= SIZE_THRESHOLD else "small"
+def size_name(box: tuple[float, float, float, float]) -> str:
+    """ "small", "large" or "medium" from the longer side of a normalized box (x0, y0, x1, y1).
+
+    The longer side, so that a narrow rhombus is as large as its height. "small" up to
+    SIZE_FRACTION["small"] x SIZE_TOLERANCE, "large" from SIZE_FRACTION["large"] / SIZE_TOLERANCE;
+    in between (0.30-0.3125) neither word holds and a named size fails.
+    """
+    side = max(box[2] - box[0], box[3] - box[1], 0.0)
+    if side <= SIZE_FRACTION["small"] * SIZE_TOLERANCE:
+        return "small"
+    return "large" if side >= SIZE_FRACTION["large"] / SIZE_TOLERANCE else "medium"
 
 
-def _detection(blob: Blob, height: int, width: int, model: ShapeModel) -> Detection:
-    """Name a blob's shape and turn its crop-pixel box into a normalized one."""
-    stats = moments(blob.alpha)
-    shape, distance = model.classify(stats)
-    x0, y0, x1, y1 = model.box(stats, shape)
-    # crop pixel centres sit at integer coordinates; image edges are at -0.5 and size - 0.5
-    left, top = blob.left + 0.5, blob.top + 0.5
-    box = ((x0 + left) / width, (y0 + top) / height, (x1 + left) / width, (y1 + top) / height)
-    centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
-    return Detection(blob.color, shape, box, stats.area / (height * width), centre, _size_name(box), distance)
+def _detections(blobs: list[Blob], height: int, width: int, net: ShapeNet) -> list[Detection]:
+    """Name every blob's shape (one batched net call) and turn crop-pixel boxes into normalized ones."""
+    stats = [moments(blob.alpha) for blob in blobs]
+    verdicts = net.classify([blob.alpha for blob in blobs], stats)
+    detections = []
+    for blob, moment, (shape, confidence) in zip(blobs, stats, verdicts):
+        x0, y0, x1, y1 = net.box(moment, shape)
+        # crop pixel centres sit at integer coordinates; image edges are at -0.5 and size - 0.5
+        left, top = blob.left + 0.5, blob.top + 0.5
+        box = ((x0 + left) / width, (y0 + top) / height, (x1 + left) / width, (y1 + top) / height)
+        centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+        area = moment.area / (height * width)
+        detections.append(Detection(blob.color, shape, box, area, centre, size_name(box), confidence))
+    return detections
 
 
 def detect(image: Any) -> tuple[str | None, list[Detection]]:
@@ -79,8 +97,7 @@ def detect(image: Any) -> tuple[str | None, list[Detection]]:
     largest first, so `detections[0]` is the dominant object.
     """
     _, background, blobs, (height, width) = segment(image)
-    model = load_shape_model()
-    detections = [_detection(blob, height, width, model) for blob in blobs]
+    detections = _detections(blobs, height, width, load_shape_net())
     return background, sorted(detections, key=lambda found: -found.area)
 
 
