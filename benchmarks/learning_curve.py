@@ -85,9 +85,16 @@ def score_run(run: Path, args) -> list[dict[str, Any]]:
     table = minutes_by_step(run)
     pipe = load_pipeline(checkpoints[-1], device="cpu")
     is_gan = pipe.cfg.train.objective == "gan"
-    sampling = {} if is_gan else {"guidance_scale": args.guidance}
-    if not is_gan and args.thresholding:
-        pipe.cfg.sample.thresholding = args.thresholding
+    sampling = (
+        {}
+        if is_gan
+        else {
+            "guidance_scale": args.guidance,  # None: the run's sample config
+            "thresholding": args.thresholding,
+            "sampler": args.sampler,
+            "num_steps": args.steps,
+        }
+    )
     suites = _suite_scorer(args) if args.suites else None
     entries = []
     for checkpoint in checkpoints[:: args.stride] if args.stride > 1 else checkpoints:
@@ -104,7 +111,7 @@ def score_run(run: Path, args) -> list[dict[str, Any]]:
         entries.append(entry)
         suite_text = f", suites {entry['suite_pass_rate']:.3f}, FD {entry['fd']:.0f}" if suites else ""
         print(f"step {step:6d} ({entry['minutes'] or 0:.1f} min): {describe(result)}{suite_text}", flush=True)
-    settings = {"weights": args.weights, "guidance_scale": args.guidance, "thresholding": args.thresholding}
+    settings = {"weights": args.weights, **sampling}
     out = run / (args.out_name or "curve.json")
     out.write_text(json.dumps({"run": str(run), "settings": settings, "points": entries}, indent=2))
     print(f"wrote {out}")
@@ -123,7 +130,9 @@ def _suite_scorer(args):
     records = domain.records(args.suites)
 
     def score(pipe, is_gan: bool) -> dict[str, Any]:
-        settings = SamplingSettings() if is_gan else SamplingSettings(guidance_scale=args.guidance)
+        diffusion = {"guidance_scale": args.guidance, "thresholding": args.thresholding}
+        diffusion.update(sampler=args.sampler, num_steps=args.steps)
+        settings = SamplingSettings() if is_gan else SamplingSettings(**diffusion)
         point = evaluate_point(pipe, domain, records, 1, settings, 64)
         return {"suite_pass_rate": point["pass_rate"], "categories": point["categories"], "fd": point["fd"]}
 
@@ -198,8 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("run", type=Path)
         p.add_argument("--weights", choices=["ema", "raw"], default="ema", help="which weights to sample")
-        p.add_argument("--guidance", type=float, default=5.0)
+        p.add_argument("--guidance", type=float, default=None, help="default: the run's sample config")
         p.add_argument("--thresholding", choices=["dynamic", "static", "none"], default=None)
+        p.add_argument("--sampler", default=None, help="default: the run's sample config")
+        p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the run's)")
         p.add_argument("--suites", type=int, default=0, help="prompts per suite for pass rates + FD (0: off)")
         p.add_argument("--stride", type=int, default=1, help="score every k-th checkpoint")
         p.add_argument("--threads", type=int, default=0)

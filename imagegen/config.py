@@ -83,12 +83,16 @@ class DiffusionConfig:
     prediction: str = "v"  # network target: "eps" | "v" | "x0"
     loss_weighting: str = "min_snr"  # "none" | "min_snr"
     min_snr_gamma: float = 5.0
+    # offset noise (Guttenberg 2023; diffusers' --noise_offset): training noise gets a per-image,
+    # per-channel constant N(0, noise_offset^2) added, so the model learns to move an image's mean
+    # (its background) rather than keep the mean the initial noise implies; 0 = off
+    noise_offset: float = 0.0
     cond_drop_prob: float = 0.1  # probability a caption is replaced by the null prompt ""
 
 
 @dataclass
 class SampleConfig:
-    sampler: str = "dpmpp_2m"  # "ddpm" | "ddim" | "dpmpp_2m" | "unipc"
+    sampler: str = "dpmpp_2m"  # "ddpm" | "ddim" | "dpmpp_2m" | "dpmpp_2m_sde" | "unipc"
     num_steps: int = 25
     guidance_scale: float = 5.0
     thresholding: str = "dynamic"  # "dynamic" | "static" | "none"
@@ -372,7 +376,12 @@ _RANGES: dict[str, dict[str, tuple[float, float]]] = {  # section -> field -> in
     },
     "data": {"resolution": (1, 4096), "length": (1, 10**10), "num_workers": (0, 256)},
     "text": {"max_length": (1, 4096), "batch_size": (1, 65_536)},
-    "diffusion": {"num_timesteps": (1, 100_000), "cond_drop_prob": (0, 1), "min_snr_gamma": (1e-6, 10**6)},
+    "diffusion": {
+        "num_timesteps": (1, 100_000),
+        "cond_drop_prob": (0, 1),
+        "min_snr_gamma": (1e-6, 10**6),
+        "noise_offset": (0, 1),
+    },
     "sample": {
         "num_steps": (1, 10_000),
         "guidance_scale": (0, MAX_GUIDANCE_SCALE),

@@ -183,16 +183,26 @@ class DiffusionPipeline:
     def __call__(
         self,
         prompt: str | list[str],
-        guidance_scale: float = 5.0,
+        guidance_scale: float | None = None,
         num_steps: int | None = None,
         sampler: str | None = None,
         seed: int | None = 0,
         negative_prompt: str | list[str] | None = None,
         num_images_per_prompt: int = 1,
+        thresholding: str | None = None,
     ) -> list[Image.Image]:
+        """Images for `prompt`; None for guidance_scale, num_steps, sampler and thresholding means
+        the run's `sample` config (what the run was tuned with, e.g. configs/shapes-cpu.yaml)."""
+        from imagegen.diffusion import THRESHOLDING_MODES
+        from imagegen.utils.checks import check_choice
+
         prompts = normalize_prompts(prompt)
         check_images(prompts, num_images_per_prompt)
+        if guidance_scale is None:
+            guidance_scale = self.cfg.sample.guidance_scale
         guidance_scale, seed = check_guidance(guidance_scale), check_seed(seed)
+        thresholding = self.cfg.sample.thresholding if thresholding is None else thresholding
+        check_choice("thresholding", thresholding, THRESHOLDING_MODES)
         if num_steps is not None:
             check_count(num_steps, "num_steps", limit=self.diffusion.num_timesteps)
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
@@ -203,6 +213,7 @@ class DiffusionPipeline:
             "sampler": sampler or self.cfg.sample.sampler,
             "num_steps": num_steps or self.cfg.sample.num_steps,
             "guidance_scale": guidance_scale,
+            "thresholding": thresholding,
         }
         images = []
         for start in range(0, len(prompts), SAMPLE_BATCH):  # bounded memory whatever the request
@@ -211,7 +222,9 @@ class DiffusionPipeline:
             images += self._sample(prompts[piece], batch_negatives, generator, **options)
         return images
 
-    def _sample(self, prompts, negatives, generator, sampler, num_steps, guidance_scale) -> list[Image.Image]:
+    def _sample(
+        self, prompts, negatives, generator, sampler, num_steps, guidance_scale, thresholding
+    ) -> list[Image.Image]:
         """One batch of images; a NaN/inf model output raises NonFiniteOutputError naming the stage."""
         from imagegen.diffusion import NonFiniteOutputError, sample_images
 
@@ -228,7 +241,7 @@ class DiffusionPipeline:
                 sampler=sampler,
                 num_steps=num_steps,
                 guidance_scale=guidance_scale,
-                thresholding=sample.thresholding,
+                thresholding=thresholding,
                 percentile=sample.threshold_percentile,
                 generator=generator,
             )  # [B, 3, H, W] in [-1, 1]
@@ -298,8 +311,9 @@ def generate(
     """Text -> images with a trained model (loaded once per path and kept for later calls).
 
     `prompt`: a string or a list of strings ("" = unconditional); `guidance_scale` w >= 0
-    (1 = conditional only; None = 5.0, or each stage's default for a cascade); `num_steps`/`sampler`
-    default to the run's `sample` config; `negative_prompt` replaces the unconditional branch;
+    (1 = conditional only; None = the run's `sample.guidance_scale`, or each stage's default for a
+    cascade); `num_steps`/`sampler` default to the run's `sample` config; `negative_prompt`
+    replaces the unconditional branch;
     `model`: run dir, checkpoint, cascade folder, or None for the newest run under runs/.
     `cascade_options` (cascade folders only): `stage_overrides`, `stop_after`, `lowres_image`,
     `output_type` (see `CascadePipeline.__call__`). `truncation` (GAN runs only; None = the run's
@@ -334,7 +348,7 @@ def generate(
         _LOADED[key] = open_checkpoint(Path(key[0]), device=device)
     gan_options = {"truncation": truncation}  # a GAN: no guidance scale unless one is given
     if isinstance(_LOADED[key], DiffusionPipeline):
-        guidance_scale, gan_options = 5.0 if guidance_scale is None else guidance_scale, {}
+        gan_options = {}  # guidance_scale None: the run's sample.guidance_scale
         _ignore_truncation(truncation, key[0])
     return _LOADED[key](
         prompt,

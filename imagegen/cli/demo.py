@@ -72,7 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         objective=cfg.train.objective,
     )
     if cfg.train.objective != "gan":
-        result.update(guidance_scale=5.0, sampler=cfg.sample.sampler, num_steps=cfg.sample.num_steps)
+        sample = cfg.sample
+        result.update(
+            guidance_scale=sample.guidance_scale,
+            thresholding=sample.thresholding,
+            sampler=sample.sampler,
+            num_steps=sample.num_steps,
+        )
     (run_dir / "demo.json").write_text(json.dumps(result, indent=2))
     print(f"grid: {grid_path}")
     print(

@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--guidance-scale",
         type=float,
         default=None,
-        help="classifier-free guidance (default: 5.0; a cascade: each stage's own; a GAN: not used)",
+        help="classifier-free guidance (default: the run's sample.guidance_scale; a cascade: each "
+        "stage's own; a GAN: not used)",
     )
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the run's config)")
     parser.add_argument("--sampler", default=None, help="ddpm | ddim | dpmpp_2m | unipc")

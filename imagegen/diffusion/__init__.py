@@ -4,7 +4,7 @@ schedule.py      GaussianDiffusion: schedule, forward process, eps / v / x0 conv
 losses.py        DiffusionLoss: conditioning dropout, min-SNR-gamma weighting
 guidance.py      guided_denoiser: classifier-free guidance in one doubled batch
 thresholding.py  threshold_x0: dynamic (Imagen) / static / none
-samplers.py      sample_ddpm / sample_ddim / sample_dpmpp_2m / sample_unipc, SAMPLERS, sample_images
+samplers.py      sample_ddpm / sample_ddim / sample_dpmpp_2m(_sde) / sample_unipc, SAMPLERS, sample_images
 """
 
 from imagegen.diffusion.common import NonFiniteOutputError, check_finite

@@ -65,12 +65,23 @@ class DiffusionLoss:
         diffusion: the schedule and parameterization (what the target is).
         weighting: "none" (w = 1) | "min_snr" (w = min_snr_weight, Hang et al. 2023).
         min_snr_gamma: gamma of min-SNR (5 in the paper).
+        noise_offset: std of a per-image, per-channel constant added to the noise (offset noise,
+            Guttenberg 2023); 0 = plain N(0, I) noise.
     """
 
-    def __init__(self, diffusion: GaussianDiffusion, weighting: str = "min_snr", min_snr_gamma: float = 5.0):
+    def __init__(
+        self,
+        diffusion: GaussianDiffusion,
+        weighting: str = "min_snr",
+        min_snr_gamma: float = 5.0,
+        noise_offset: float = 0.0,
+    ):
         check_choice("loss_weighting", weighting, LOSS_WEIGHTINGS)
         if not min_snr_gamma > 0:
             raise ValueError(f"min_snr_gamma must be > 0, got {min_snr_gamma!r}")
+        if not 0 <= noise_offset <= 1:
+            raise ValueError(f"noise_offset must be in [0, 1], got {noise_offset!r}")
+        self.noise_offset = float(noise_offset)
         self.diffusion = diffusion
         self.weighting = weighting
         self.min_snr_gamma = float(min_snr_gamma)
@@ -101,6 +112,8 @@ class DiffusionLoss:
         batch, device = x0.shape[0], x0.device
         t = randint(self.diffusion.num_timesteps, [batch], generator, device)  # [B]
         eps = randn(x0.shape, generator, device, x0.dtype)  # [B, C, H, W]
+        if self.noise_offset:
+            eps = eps + self.noise_offset * randn((*x0.shape[:2], 1, 1), generator, device, x0.dtype)
         drop = rand([batch], generator, device) < cond_drop_prob  # [B] bool
         if null_cond is not None:
             cond = drop_condition(cond, null_cond, drop)

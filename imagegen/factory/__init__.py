@@ -97,7 +97,10 @@ def build_diffusion_loss(diffusion_cfg: DiffusionConfig, diffusion):
     from imagegen.diffusion import DiffusionLoss
 
     return DiffusionLoss(
-        diffusion, weighting=diffusion_cfg.loss_weighting, min_snr_gamma=diffusion_cfg.min_snr_gamma
+        diffusion,
+        weighting=diffusion_cfg.loss_weighting,
+        min_snr_gamma=diffusion_cfg.min_snr_gamma,
+        noise_offset=diffusion_cfg.noise_offset,
     )
 
 

@@ -57,6 +57,22 @@ def test_negative_prompt_replaces_the_unconditional_branch(pipe):
     assert np.abs(plain - negative).max() > 0 and np.array_equal(plain, same_as_null)
 
 
+def test_unset_sampling_arguments_follow_the_runs_sample_config(pipe, monkeypatch):
+    """guidance_scale and thresholding left out mean the run's sample config, not a fixed 5.0."""
+
+    def draw(**kwargs):
+        return np.asarray(pipe("a red circle", num_steps=3, seed=3, **kwargs)[0], dtype=float)
+
+    monkeypatch.setattr(pipe.cfg.sample, "guidance_scale", 1.0)
+    monkeypatch.setattr(pipe.cfg.sample, "thresholding", "none")
+    assert np.array_equal(draw(), draw(guidance_scale=1.0, thresholding="none"))
+    assert not np.array_equal(draw(), draw(guidance_scale=5.0))
+    monkeypatch.setattr(pipe.cfg.sample, "guidance_scale", 5.0)
+    assert np.array_equal(draw(), draw(guidance_scale=5.0, thresholding="none"))
+    with pytest.raises(ValueError, match="thresholding"):
+        draw(thresholding="soft")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "argument"),
     [

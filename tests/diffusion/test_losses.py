@@ -142,3 +142,28 @@ def test_bad_arguments_raise():
         drop_condition({"a": torch.zeros(4, 2)}, {"a": torch.zeros(2, 2)}, torch.zeros(4, dtype=torch.bool))
     with pytest.raises(ValueError, match="not in the condition"):
         drop_condition({"a": torch.zeros(4, 2)}, {"b": torch.zeros(1, 2)}, torch.zeros(4, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.3])
+def test_noise_offset_adds_a_per_channel_constant_and_keeps_the_oracle_exact(offset, oracle_model):
+    """With x0 = 0, x_t / sqrt(1 - alpha_bar_t) is the training noise: its per-image, per-channel
+    mean has variance offset^2 + 1/(H W). An oracle that knows x0 still has zero loss."""
+    diffusion = GaussianDiffusion("cosine", 1000, "eps")
+    means = []
+
+    def recorder(x_t, t):
+        noise = x_t / (1 - diffusion.alpha_bar[t]).sqrt().view(-1, 1, 1, 1)
+        means.append(noise.mean(dim=(2, 3)).flatten())
+        return torch.zeros_like(x_t)
+
+    loss = DiffusionLoss(diffusion, "none", noise_offset=offset)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        loss(recorder, torch.zeros(64, 3, 8, 8), {}, generator=generator)
+    spread = torch.cat(means).var().item()
+    assert spread == pytest.approx(offset**2 + 1 / 64, rel=0.1)
+    x0 = torch.rand(4, 3, 8, 8) * 2 - 1
+    oracle = DiffusionLoss(diffusion, "none", noise_offset=offset)(oracle_model(diffusion, x0), x0, {})
+    assert oracle.abs().max() < 1e-4
+    with pytest.raises(ValueError, match="noise_offset"):
+        DiffusionLoss(diffusion, noise_offset=-0.1)

@@ -28,10 +28,10 @@ def reference_scheduler(name: str, diffusion: GaussianDiffusion, num_steps: int,
         return DDIMScheduler(
             **common, clip_sample=False, timestep_spacing="leading", steps_offset=1000 // num_steps - 1
         )
-    if name == "dpmpp_2m":
+    if name in ("dpmpp_2m", "dpmpp_2m_sde"):
         return DPMSolverMultistepScheduler(
             **common,
-            algorithm_type="dpmsolver++",
+            algorithm_type="sde-dpmsolver++" if name == "dpmpp_2m_sde" else "dpmsolver++",
             solver_order=2,
             final_sigmas_type="zero",
             timestep_spacing="trailing",
@@ -45,7 +45,8 @@ def reference_loop(name, model, x_T, diffusion, num_steps, generator=None, **ext
     """A plain diffusers loop: the scheduler converts the native model output itself."""
     scheduler = reference_scheduler(name, diffusion, num_steps, **extra)
     scheduler.set_timesteps(num_steps)
-    step_kwargs = {"ddpm": {"generator": generator}, "ddim": {"eta": 0.0}}.get(name, {})
+    step_kwargs = {"ddpm": {"generator": generator}, "dpmpp_2m_sde": {"generator": generator}}.get(name, {})
+    step_kwargs = {"eta": 0.0} if name == "ddim" else step_kwargs
     x_t = x_T
     for timestep in scheduler.timesteps:
         model_output = model(x_t, timestep.expand(x_T.shape[0]))
@@ -209,6 +210,24 @@ def test_ddpm_with_all_steps_visits_every_timestep_and_samples_the_data(gaussian
     assert out.std().item() == pytest.approx(0.5, abs=0.015)
 
 
+def test_sde_solver_samples_the_data_in_few_steps_where_ddpm_shrinks_it(gaussian_model):
+    """N(0.3, 0.5^2) data, 25 steps from one x_T: dpmpp_2m_sde draws the right spread; DDPM's
+    posterior variance over skipped steps is too small (std 0.44), the reason it is not the default."""
+    diffusion = GaussianDiffusion("cosine", 1000, "v")
+    model = gaussian_model(diffusion, mean=0.3, std=0.5)
+    x_T = torch.randn(16, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+
+    def draw(name):
+        return SAMPLERS[name](
+            model, x_T, diffusion=diffusion, num_steps=25, generator=torch.Generator().manual_seed(9)
+        )
+
+    sde, ddpm = draw("dpmpp_2m_sde"), draw("ddpm")
+    assert sde.mean().item() == pytest.approx(0.3, abs=0.015)
+    assert sde.std().item() == pytest.approx(0.5, abs=0.02)
+    assert ddpm.std().item() < 0.47
+
+
 # ------------------------------------------------------------------------------------------------
 # Accuracy on data whose answer is known in closed form
 # ------------------------------------------------------------------------------------------------
@@ -248,7 +267,7 @@ def test_bad_num_steps_names_the_argument(name, num_steps):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"sampler": "euler"}, "sampler 'euler'; allowed: ddpm, ddim, dpmpp_2m, unipc"),
+        ({"sampler": "euler"}, "sampler 'euler'; allowed: ddpm, ddim, dpmpp_2m, dpmpp_2m_sde, unipc"),
         ({"thresholding": "soft"}, "thresholding 'soft'; allowed: dynamic, static, none"),
         ({"num_steps": 0}, "num_steps"),
         ({"guidance_scale": float("nan")}, "guidance_scale"),
@@ -270,7 +289,7 @@ def test_sample_images_validates_every_argument(override, message):
 
 
 def test_sample_with_an_unknown_name_lists_the_samplers():
-    with pytest.raises(ValueError, match="ddpm, ddim, dpmpp_2m, unipc"):
+    with pytest.raises(ValueError, match="ddpm, ddim, dpmpp_2m, dpmpp_2m_sde, unipc"):
         sample(
             "heun", lambda x_t, t: x_t, torch.zeros(1, 1, 2, 2), diffusion=GaussianDiffusion(), num_steps=2
         )
