@@ -87,6 +87,11 @@ class DiffusionConfig:
     # per-channel constant N(0, noise_offset^2) added, so the model learns to move an image's mean
     # (its background) rather than keep the mean the initial noise implies; 0 = off
     noise_offset: float = 0.0
+    # training timesteps: "uniform" over 0..T-1, or "logit_normal": t/T = sigmoid(N(mean, std^2))
+    # (Esser et al. 2024, SD3), which puts more of the steps at mid noise, where shapes are decided
+    timestep_sampling: str = "uniform"
+    timestep_mean: float = 0.0
+    timestep_std: float = 1.0
     cond_drop_prob: float = 0.1  # probability a caption is replaced by the null prompt ""
 
 
@@ -381,6 +386,8 @@ _RANGES: dict[str, dict[str, tuple[float, float]]] = {  # section -> field -> in
         "cond_drop_prob": (0, 1),
         "min_snr_gamma": (1e-6, 10**6),
         "noise_offset": (0, 1),
+        "timestep_mean": (-10, 10),
+        "timestep_std": (1e-3, 10),
     },
     "sample": {
         "num_steps": (1, 10_000),

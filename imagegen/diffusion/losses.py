@@ -22,6 +22,7 @@ from imagegen.diffusion.schedule import GaussianDiffusion
 from imagegen.utils.checks import check_choice
 
 LOSS_WEIGHTINGS = ("none", "min_snr")
+TIMESTEP_SAMPLINGS = ("uniform", "logit_normal")
 
 
 def min_snr_weight(snr: torch.Tensor, prediction: str, gamma: float) -> torch.Tensor:
@@ -67,6 +68,8 @@ class DiffusionLoss:
         min_snr_gamma: gamma of min-SNR (5 in the paper).
         noise_offset: std of a per-image, per-channel constant added to the noise (offset noise,
             Guttenberg 2023); 0 = plain N(0, I) noise.
+        timestep_sampling: "uniform" (t ~ U{0..T-1}) | "logit_normal" (t = floor(T sigmoid(z)),
+            z ~ N(timestep_mean, timestep_std^2); Esser et al. 2024).
     """
 
     def __init__(
@@ -75,8 +78,16 @@ class DiffusionLoss:
         weighting: str = "min_snr",
         min_snr_gamma: float = 5.0,
         noise_offset: float = 0.0,
+        timestep_sampling: str = "uniform",
+        timestep_mean: float = 0.0,
+        timestep_std: float = 1.0,
     ):
         check_choice("loss_weighting", weighting, LOSS_WEIGHTINGS)
+        check_choice("timestep_sampling", timestep_sampling, TIMESTEP_SAMPLINGS)
+        if not timestep_std > 0:
+            raise ValueError(f"timestep_std must be > 0, got {timestep_std!r}")
+        self.timestep_sampling = timestep_sampling
+        self.timestep_mean, self.timestep_std = float(timestep_mean), float(timestep_std)
         if not min_snr_gamma > 0:
             raise ValueError(f"min_snr_gamma must be > 0, got {min_snr_gamma!r}")
         if not 0 <= noise_offset <= 1:
@@ -91,6 +102,16 @@ class DiffusionLoss:
         if self.weighting == "none":
             return torch.ones(t.shape, device=t.device)
         return min_snr_weight(self.diffusion.snr(t), self.diffusion.prediction, self.min_snr_gamma)
+
+    def sample_timesteps(
+        self, batch: int, generator: torch.Generator | None, device: torch.device
+    ) -> torch.Tensor:
+        """Training timesteps [batch] long in [0, T): uniform, or logit-normal in t / T."""
+        steps = self.diffusion.num_timesteps
+        if self.timestep_sampling == "uniform":
+            return randint(steps, [batch], generator, device)
+        z = randn([batch], generator, device) * self.timestep_std + self.timestep_mean
+        return (torch.sigmoid(z) * steps).long().clamp(0, steps - 1)
 
     def __call__(
         self,
@@ -110,7 +131,7 @@ class DiffusionLoss:
         """
         check_probability("cond_drop_prob", cond_drop_prob)
         batch, device = x0.shape[0], x0.device
-        t = randint(self.diffusion.num_timesteps, [batch], generator, device)  # [B]
+        t = self.sample_timesteps(batch, generator, device)  # [B]
         eps = randn(x0.shape, generator, device, x0.dtype)  # [B, C, H, W]
         if self.noise_offset:
             eps = eps + self.noise_offset * randn((*x0.shape[:2], 1, 1), generator, device, x0.dtype)

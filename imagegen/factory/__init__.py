@@ -101,6 +101,9 @@ def build_diffusion_loss(diffusion_cfg: DiffusionConfig, diffusion):
         weighting=diffusion_cfg.loss_weighting,
         min_snr_gamma=diffusion_cfg.min_snr_gamma,
         noise_offset=diffusion_cfg.noise_offset,
+        timestep_sampling=diffusion_cfg.timestep_sampling,
+        timestep_mean=diffusion_cfg.timestep_mean,
+        timestep_std=diffusion_cfg.timestep_std,
     )
 
 

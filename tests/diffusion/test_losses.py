@@ -167,3 +167,24 @@ def test_noise_offset_adds_a_per_channel_constant_and_keeps_the_oracle_exact(off
     assert oracle.abs().max() < 1e-4
     with pytest.raises(ValueError, match="noise_offset"):
         DiffusionLoss(diffusion, noise_offset=-0.1)
+
+
+def test_logit_normal_timesteps_follow_their_distribution():
+    """t / T = sigmoid(N(mean, std^2)): the median sits at sigmoid(mean) and the share in a band
+    matches the normal CDF; uniform stays uniform."""
+    diffusion = GaussianDiffusion("cosine", 1000, "v")
+    generator = torch.Generator().manual_seed(0)
+    skewed = DiffusionLoss(diffusion, "none", timestep_sampling="logit_normal", timestep_mean=0.4)
+    t = skewed.sample_timesteps(200_000, generator, torch.device("cpu")).float()
+    assert t.min() >= 0 and t.max() <= 999
+    assert t.median().item() == pytest.approx(1000 * torch.sigmoid(torch.tensor(0.4)).item(), abs=3)
+    band = ((t >= 300) & (t < 900)).float().mean().item()
+    normal = torch.distributions.Normal(0.4, 1.0)
+    expected = (
+        normal.cdf(torch.logit(torch.tensor(0.9))) - normal.cdf(torch.logit(torch.tensor(0.3)))
+    ).item()
+    assert band == pytest.approx(expected, abs=0.005)
+    flat = DiffusionLoss(diffusion, "none").sample_timesteps(200_000, generator, torch.device("cpu")).float()
+    assert ((flat >= 300) & (flat < 900)).float().mean().item() == pytest.approx(0.6, abs=0.005)
+    with pytest.raises(ValueError, match="timestep_sampling"):
+        DiffusionLoss(diffusion, timestep_sampling="beta")
