@@ -14,35 +14,14 @@ import torch
 
 import imagegen
 from imagegen.config import load_config
-from imagegen.training import checkpoint as ckpt
 from imagegen.utils.integrity import HASHES_KEY, CorruptCheckpointError, hash_folder
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _train(root: Path, cache: Path, config: str, name: str) -> Path:
-    from imagegen.training.trainer import train
-
-    cfg = load_config(
-        REPO / "configs" / config,
-        [
-            f"train.output_dir={root / 'runs'}",
-            f"text.cache_dir={cache}",
-            f"train.run_name={name}",
-            "train.max_steps=2",
-            "train.checkpoint_every=2",
-        ],
-    )
-    return ckpt.latest_checkpoint(train(cfg).run_dir)
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, text_cache_dir) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("untrusted")
-    return {
-        "diffusion": _train(root, text_cache_dir, "tiny-test.yaml", "diffusion"),
-        "gan": _train(root, text_cache_dir, "tiny-gan-test.yaml", "gan"),
-    }
+def trained(tiny_diffusion_checkpoint, tiny_gan_checkpoint) -> dict[str, Path]:
+    return {"diffusion": tiny_diffusion_checkpoint, "gan": tiny_gan_checkpoint}
 
 
 def _copy(checkpoint: Path, tmp_path: Path) -> Path:
