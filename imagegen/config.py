@@ -288,7 +288,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(f"{where}: a {value.bit_length()}-bit integer is beyond float range") from None
     if tp is float and isinstance(value, str):
         try:  # YAML 1.1 reads "1e-4" as a string
             return float(value)
