@@ -34,6 +34,7 @@ from imagegen.cascade.pipeline import (
     check_count,
     check_guidance,
     check_images,
+    check_sampler,
     check_seed,
     normalize_prompts,
     resolve_device,
@@ -191,7 +192,7 @@ class CascadePipeline:
         stage_overrides: dict[str, dict[str, Any]] | None = None,
     ) -> list[StageSettings]:
         """Per stage: manifest defaults <- call-wide arguments <- stage_overrides[stage]."""
-        from imagegen.diffusion import SAMPLERS, THRESHOLDING_MODES
+        from imagegen.diffusion import THRESHOLDING_MODES
 
         if not isinstance(stage_overrides or {}, dict):
             raise ValueError(
@@ -218,10 +219,7 @@ class CascadePipeline:
             where = f"stage_overrides[{stage.entry.name!r}]"
             merged = StageSettings.from_entry(stage.entry).override(call_wide)
             merged = merged.override(changes, where)
-            if merged.sampler not in SAMPLERS:
-                raise ValueError(
-                    f"sampler: unknown sampler {merged.sampler!r}; allowed: {', '.join(SAMPLERS)}"
-                )
+            check_sampler(merged.sampler)
             if merged.thresholding not in THRESHOLDING_MODES:
                 raise ValueError(
                     f"{where}.thresholding: {merged.thresholding!r}; allowed: {', '.join(THRESHOLDING_MODES)}"

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import torch
@@ -136,6 +135,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise ValueError(f"device: {device!r} is not available on this machine; use cpu")
     if parsed.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device: {device!r} is not supported; use cpu or cuda")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device: {device!r} is not available on this machine; use cpu")
     return parsed
 
 
@@ -151,11 +152,20 @@ def check_guidance(guidance_scale: float) -> float:
     """A number in [0, MAX_GUIDANCE_SCALE]: larger scales only saturate every pixel."""
     if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
         raise ValueError(f"guidance_scale: expected a number >= 0, got {guidance_scale!r:.200}")
-    if not math.isfinite(guidance_scale) or not 0 <= guidance_scale <= MAX_GUIDANCE_SCALE:
+    if not 0 <= guidance_scale <= MAX_GUIDANCE_SCALE:  # NaN compares false; an int is never cast
         raise ValueError(
-            f"guidance_scale: expected a number in [0, {MAX_GUIDANCE_SCALE:g}], got {guidance_scale!r}"
+            f"guidance_scale: expected a number in [0, {MAX_GUIDANCE_SCALE:g}], got {guidance_scale!r:.200}"
         )
     return float(guidance_scale)
+
+
+def check_sampler(sampler: str | None) -> str | None:
+    """None (the run's default) or one of the registered samplers."""
+    from imagegen.diffusion import SAMPLERS
+
+    if sampler is not None and (not isinstance(sampler, str) or sampler not in SAMPLERS):
+        raise ValueError(f"sampler: unknown sampler {sampler!r:.100}; allowed: {', '.join(SAMPLERS)}")
+    return sampler
 
 
 # ------------------------------------------------------------------------------------------------
@@ -190,17 +200,19 @@ class DiffusionPipeline:
         negative_prompt: str | list[str] | None = None,
         num_images_per_prompt: int = 1,
     ) -> list[Image.Image]:
+        """len(prompt) * num_images_per_prompt images; every argument is checked before sampling."""
         prompts = normalize_prompts(prompt)
         check_images(prompts, num_images_per_prompt)
         guidance_scale, seed = check_guidance(guidance_scale), check_seed(seed)
         if num_steps is not None:
             check_count(num_steps, "num_steps", limit=self.diffusion.num_timesteps)
+        check_sampler(sampler)
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
         negatives = self._negatives(negative_prompt, len(prompts), num_images_per_prompt)
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed) if seed is not None else generator.seed()
         options = {
-            "sampler": sampler or self.cfg.sample.sampler,
+            "sampler": self.cfg.sample.sampler if sampler is None else sampler,
             "num_steps": num_steps or self.cfg.sample.num_steps,
             "guidance_scale": guidance_scale,
         }
@@ -335,7 +347,7 @@ def generate(
     gan_options = {"truncation": truncation}  # a GAN: no guidance scale unless one is given
     if isinstance(_LOADED[key], DiffusionPipeline):
         guidance_scale, gan_options = 5.0 if guidance_scale is None else guidance_scale, {}
-        _ignore_truncation(truncation, key[0])
+        ignore_truncation(truncation, key[0])
     return _LOADED[key](
         prompt,
         guidance_scale=guidance_scale,
@@ -351,7 +363,7 @@ def generate(
 _WARNED_TRUNCATION: set[str] = set()
 
 
-def _ignore_truncation(truncation: float | None, checkpoint: str) -> None:
+def ignore_truncation(truncation: float | None, checkpoint: str) -> None:
     """A diffusion model ignores `truncation` with a warning (once per model), as a GAN ignores
     guidance_scale: one call site can sweep both kinds of model."""
     if truncation is not None and checkpoint not in _WARNED_TRUNCATION:

@@ -34,6 +34,9 @@ def pipe(checkpoint):
         ({"prompt": "x" * 200_000}, r"prompt: a prompt of 200000 characters; at most 10000"),
         ({"prompt": "\ud800"}, r"prompt: .* is not valid text"),
         ({"prompt": "x", "guidance_scale": 1e308}, r"guidance_scale: expected a number in \[0, 100\]"),
+        ({"prompt": "x", "guidance_scale": 10**400}, r"guidance_scale: expected a number in \[0, 100\]"),
+        ({"prompt": "x", "sampler": "0"}, r"sampler: unknown sampler '0'; allowed: ddpm"),
+        ({"prompt": "x", "sampler": ["ddim"]}, r"sampler: unknown sampler \['ddim'\]"),
         ({"prompt": "x", "num_steps": 10**9}, r"num_steps: 1000000000 is more than the 1000 allowed"),
     ],
 )
