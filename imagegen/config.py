@@ -537,6 +537,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return config_from_dict(apply_overrides(data, list(overrides)))
 
 
+def read_saved_config(path: str | Path) -> RunConfig:
+    """The config a run saved (a checkpoint's or a cascade stage's config.yaml), as written: no
+    overrides, no name default. ConfigError naming the file when it is unreadable or invalid."""
+    path = Path(path)
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    try:
+        return config_from_dict(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
 def dump_config(cfg: Any) -> str:
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
 

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from PIL import Image
 
 from imagegen import factory
@@ -39,7 +38,7 @@ from imagegen.cascade.pipeline import (
     normalize_prompts,
     resolve_device,
 )
-from imagegen.config import RunConfig, SampleConfig, config_from_dict
+from imagegen.config import RunConfig, SampleConfig, read_saved_config
 from imagegen.data.transforms import pil_to_tensor, to_rgb
 from imagegen.diffusion import NonFiniteOutputError
 from imagegen.utils.images import tensor_to_pil
@@ -173,7 +172,7 @@ class CascadePipeline:
 
     def _load_stage(self, entry: StageEntry) -> LoadedStage:
         stage_dir = self.folder / entry.name
-        cfg = config_from_dict(yaml.safe_load((stage_dir / "config.yaml").read_text()))
+        cfg = read_saved_config(stage_dir / "config.yaml")
         model = factory.load_unet(stage_dir / MODEL_DIR, self.device)
         if model.config.lowres_cond != entry.is_superres:
             raise ValueError(

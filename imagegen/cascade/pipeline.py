@@ -14,12 +14,11 @@ import logging
 from pathlib import Path
 
 import torch
-import yaml
 from PIL import Image
 
 from imagegen import factory
 from imagegen.cascade.fast_sampling import sampling_network
-from imagegen.config import MAX_GUIDANCE_SCALE, RunConfig, config_from_dict
+from imagegen.config import MAX_GUIDANCE_SCALE, RunConfig, read_saved_config
 from imagegen.utils.images import tensor_to_pil
 from imagegen.utils.integrity import GENERATION_FILES, CorruptCheckpointError, verify_checkpoint
 from imagegen.utils.runs import intact_checkpoint, is_checkpoint, latest_checkpoint
@@ -178,7 +177,7 @@ class DiffusionPipeline:
 
     def __init__(self, checkpoint: Path, device: str | torch.device | None = None):
         self.checkpoint = checkpoint
-        self.cfg: RunConfig = config_from_dict(yaml.safe_load((checkpoint / "config.yaml").read_text()))
+        self.cfg: RunConfig = read_saved_config(checkpoint / "config.yaml")
         self.device = resolve_device(device)
         self.encoder = factory.build_text_encoder(self.cfg.text, device=self.device)
         self.model = factory.load_unet(checkpoint / "ema" / "model", self.device)
@@ -276,8 +275,7 @@ def load_pipeline(path: str | Path | None = None, device: str | torch.device | N
 
 def open_checkpoint(checkpoint: Path, device: str | torch.device | None = None):
     """The pipeline of one checkpoint folder, by its config's `train.objective`: diffusion or GAN."""
-    saved = yaml.safe_load((checkpoint / "config.yaml").read_text()) or {}
-    objective = saved.get("train", {}).get("objective")
+    objective = read_saved_config(checkpoint / "config.yaml").train.objective
     if objective == "cascade":
         raise ValueError(
             f"{checkpoint} is a checkpoint of a joint cascade run: assemble it into a cascade folder "
