@@ -297,7 +297,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(f"{where}: a {value.bit_length()}-bit integer is beyond float range") from None
     if tp is float and isinstance(value, str):
         try:  # YAML 1.1 reads "1e-4" as a string
             return float(value)
@@ -548,6 +551,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         data = loaded or {}
         data.setdefault("name", path.stem)
     return config_from_dict(apply_overrides(data, list(overrides)))
+
+
+def read_saved_config(path: str | Path) -> RunConfig:
+    """The config a run saved (a checkpoint's or a cascade stage's config.yaml), as written: no
+    overrides, no name default. ConfigError naming the file when it is unreadable or invalid."""
+    path = Path(path)
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    try:
+        return config_from_dict(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
 
 
 def dump_config(cfg: Any) -> str:

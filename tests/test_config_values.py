@@ -19,6 +19,7 @@ BAD_VALUES = [
     ("train.max_steps=-5", "train.max_steps"),
     ("train.log_every=0", "train.log_every"),
     ("train.lr=.nan", "train.lr"),
+    pytest.param("train.lr=1" + "0" * 400, "train.lr", id="train.lr=1e400-int"),  # beyond float range
     ("train.keep_last=-1", "train.keep_last"),
     ("sample.guidance_scale=1e308", "sample.guidance_scale"),
     ("sample.num_steps=0", "sample.num_steps"),

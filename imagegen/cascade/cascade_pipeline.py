@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from PIL import Image
 
 from imagegen import factory
@@ -34,11 +33,12 @@ from imagegen.cascade.pipeline import (
     check_count,
     check_guidance,
     check_images,
+    check_sampler,
     check_seed,
     normalize_prompts,
     resolve_device,
 )
-from imagegen.config import RunConfig, SampleConfig, config_from_dict
+from imagegen.config import RunConfig, SampleConfig, read_saved_config
 from imagegen.data.transforms import pil_to_tensor, to_rgb
 from imagegen.diffusion import NonFiniteOutputError
 from imagegen.utils.images import tensor_to_pil
@@ -172,7 +172,7 @@ class CascadePipeline:
 
     def _load_stage(self, entry: StageEntry) -> LoadedStage:
         stage_dir = self.folder / entry.name
-        cfg = config_from_dict(yaml.safe_load((stage_dir / "config.yaml").read_text()))
+        cfg = read_saved_config(stage_dir / "config.yaml")
         model = factory.load_unet(stage_dir / MODEL_DIR, self.device)
         if model.config.lowres_cond != entry.is_superres:
             raise ValueError(
@@ -191,7 +191,7 @@ class CascadePipeline:
         stage_overrides: dict[str, dict[str, Any]] | None = None,
     ) -> list[StageSettings]:
         """Per stage: manifest defaults <- call-wide arguments <- stage_overrides[stage]."""
-        from imagegen.diffusion import SAMPLERS, THRESHOLDING_MODES
+        from imagegen.diffusion import THRESHOLDING_MODES
 
         if not isinstance(stage_overrides or {}, dict):
             raise ValueError(
@@ -218,10 +218,7 @@ class CascadePipeline:
             where = f"stage_overrides[{stage.entry.name!r}]"
             merged = StageSettings.from_entry(stage.entry).override(call_wide)
             merged = merged.override(changes, where)
-            if merged.sampler not in SAMPLERS:
-                raise ValueError(
-                    f"sampler: unknown sampler {merged.sampler!r}; allowed: {', '.join(SAMPLERS)}"
-                )
+            check_sampler(merged.sampler)
             if merged.thresholding not in THRESHOLDING_MODES:
                 raise ValueError(
                     f"{where}.thresholding: {merged.thresholding!r}; allowed: {', '.join(THRESHOLDING_MODES)}"

@@ -21,7 +21,6 @@ import logging
 from pathlib import Path
 
 import torch
-import yaml
 from PIL import Image
 
 from imagegen import factory
@@ -35,7 +34,7 @@ from imagegen.cascade.pipeline import (
     normalize_prompts,
     resolve_device,
 )
-from imagegen.config import RunConfig, config_from_dict
+from imagegen.config import RunConfig, read_saved_config
 from imagegen.gan import sample_z
 from imagegen.utils.images import tensor_to_pil
 
@@ -64,7 +63,7 @@ class GANPipeline:
 
     def __init__(self, checkpoint: Path, device: str | torch.device | None = None):
         self.checkpoint = checkpoint
-        self.cfg: RunConfig = config_from_dict(yaml.safe_load((checkpoint / "config.yaml").read_text()))
+        self.cfg: RunConfig = read_saved_config(checkpoint / "config.yaml")
         self.device = resolve_device(device)
         self.encoder = factory.build_text_encoder(self.cfg.text, device=self.device)
         self.generator_net = factory.load_network(checkpoint / "ema" / "G", map_location=self.device)

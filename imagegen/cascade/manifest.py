@@ -186,9 +186,9 @@ def read_manifest(folder: str | Path) -> Manifest:
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not a cascade: no {MANIFEST_FILE}")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
     manifest = manifest_from_dict(data, str(path))
     for stage in manifest.stages:
         stage_dir = folder / stage.name

@@ -11,16 +11,14 @@
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import torch
-import yaml
 from PIL import Image
 
 from imagegen import factory
 from imagegen.cascade.fast_sampling import sampling_network
-from imagegen.config import MAX_GUIDANCE_SCALE, RunConfig, config_from_dict
+from imagegen.config import MAX_GUIDANCE_SCALE, RunConfig, read_saved_config
 from imagegen.utils.images import tensor_to_pil
 from imagegen.utils.integrity import GENERATION_FILES, CorruptCheckpointError, verify_checkpoint
 from imagegen.utils.runs import intact_checkpoint, is_checkpoint, latest_checkpoint
@@ -136,6 +134,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise ValueError(f"device: {device!r} is not available on this machine; use cpu")
     if parsed.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device: {device!r} is not supported; use cpu or cuda")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device: {device!r} is not available on this machine; use cpu")
     return parsed
 
 
@@ -151,11 +151,20 @@ def check_guidance(guidance_scale: float) -> float:
     """A number in [0, MAX_GUIDANCE_SCALE]: larger scales only saturate every pixel."""
     if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
         raise ValueError(f"guidance_scale: expected a number >= 0, got {guidance_scale!r:.200}")
-    if not math.isfinite(guidance_scale) or not 0 <= guidance_scale <= MAX_GUIDANCE_SCALE:
+    if not 0 <= guidance_scale <= MAX_GUIDANCE_SCALE:  # NaN compares false; an int is never cast
         raise ValueError(
-            f"guidance_scale: expected a number in [0, {MAX_GUIDANCE_SCALE:g}], got {guidance_scale!r}"
+            f"guidance_scale: expected a number in [0, {MAX_GUIDANCE_SCALE:g}], got {guidance_scale!r:.200}"
         )
     return float(guidance_scale)
+
+
+def check_sampler(sampler: str | None) -> str | None:
+    """None (the run's default) or one of the registered samplers."""
+    from imagegen.diffusion import SAMPLERS
+
+    if sampler is not None and (not isinstance(sampler, str) or sampler not in SAMPLERS):
+        raise ValueError(f"sampler: unknown sampler {sampler!r:.100}; allowed: {', '.join(SAMPLERS)}")
+    return sampler
 
 
 # ------------------------------------------------------------------------------------------------
@@ -168,7 +177,7 @@ class DiffusionPipeline:
 
     def __init__(self, checkpoint: Path, device: str | torch.device | None = None):
         self.checkpoint = checkpoint
-        self.cfg: RunConfig = config_from_dict(yaml.safe_load((checkpoint / "config.yaml").read_text()))
+        self.cfg: RunConfig = read_saved_config(checkpoint / "config.yaml")
         self.device = resolve_device(device)
         self.encoder = factory.build_text_encoder(self.cfg.text, device=self.device)
         self.model = factory.load_unet(checkpoint / "ema" / "model", self.device)
@@ -191,8 +200,9 @@ class DiffusionPipeline:
         num_images_per_prompt: int = 1,
         thresholding: str | None = None,
     ) -> list[Image.Image]:
-        """Images for `prompt`; None for guidance_scale, num_steps, sampler and thresholding means
-        the run's `sample` config (what the run was tuned with, e.g. configs/shapes-cpu.yaml)."""
+        """len(prompt) * num_images_per_prompt images; every argument is checked before sampling.
+        None for guidance_scale, num_steps, sampler and thresholding means the run's `sample` config
+        (what the run was tuned with, e.g. configs/shapes-cpu.yaml)."""
         from imagegen.diffusion import THRESHOLDING_MODES
         from imagegen.utils.checks import check_choice
 
@@ -205,12 +215,13 @@ class DiffusionPipeline:
         check_choice("thresholding", thresholding, THRESHOLDING_MODES)
         if num_steps is not None:
             check_count(num_steps, "num_steps", limit=self.diffusion.num_timesteps)
+        check_sampler(sampler)
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
         negatives = self._negatives(negative_prompt, len(prompts), num_images_per_prompt)
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed) if seed is not None else generator.seed()
         options = {
-            "sampler": sampler or self.cfg.sample.sampler,
+            "sampler": self.cfg.sample.sampler if sampler is None else sampler,
             "num_steps": num_steps or self.cfg.sample.num_steps,
             "guidance_scale": guidance_scale,
             "thresholding": thresholding,
@@ -277,8 +288,7 @@ def load_pipeline(path: str | Path | None = None, device: str | torch.device | N
 
 def open_checkpoint(checkpoint: Path, device: str | torch.device | None = None):
     """The pipeline of one checkpoint folder, by its config's `train.objective`: diffusion or GAN."""
-    saved = yaml.safe_load((checkpoint / "config.yaml").read_text()) or {}
-    objective = saved.get("train", {}).get("objective")
+    objective = read_saved_config(checkpoint / "config.yaml").train.objective
     if objective == "cascade":
         raise ValueError(
             f"{checkpoint} is a checkpoint of a joint cascade run: assemble it into a cascade folder "
@@ -349,7 +359,7 @@ def generate(
     gan_options = {"truncation": truncation}  # a GAN: no guidance scale unless one is given
     if isinstance(_LOADED[key], DiffusionPipeline):
         gan_options = {}  # guidance_scale None: the run's sample.guidance_scale
-        _ignore_truncation(truncation, key[0])
+        ignore_truncation(truncation, key[0])
     return _LOADED[key](
         prompt,
         guidance_scale=guidance_scale,
@@ -365,7 +375,7 @@ def generate(
 _WARNED_TRUNCATION: set[str] = set()
 
 
-def _ignore_truncation(truncation: float | None, checkpoint: str) -> None:
+def ignore_truncation(truncation: float | None, checkpoint: str) -> None:
     """A diffusion model ignores `truncation` with a warning (once per model), as a GAN ignores
     guidance_scale: one call site can sweep both kinds of model."""
     if truncation is not None and checkpoint not in _WARNED_TRUNCATION:

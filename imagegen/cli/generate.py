@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from imagegen.cascade.pipeline import load_pipeline
+    import inspect
+
+    from imagegen.cascade.pipeline import ignore_truncation, load_pipeline
     from imagegen.utils.images import make_grid
 
     pipe = load_pipeline(args.model, device=args.device)
@@ -58,6 +60,8 @@ def _run(args: argparse.Namespace) -> int:
         "truncation": args.truncation,
     }  # only what was given: each kind of model has its own defaults
     options = {key: value for key, value in given.items() if value is not None}
+    if "truncation" in options and "truncation" not in inspect.signature(pipe).parameters:
+        ignore_truncation(options.pop("truncation"), str(pipe.checkpoint))  # as generate() does
     images = pipe(args.prompts, seed=args.seed, num_images_per_prompt=args.num_images, **options)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

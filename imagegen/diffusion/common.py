@@ -38,15 +38,18 @@ def check_guidance_scale(guidance_scale: float) -> float:
     """Guidance weights are finite and non-negative (0 = unconditional, 1 = conditional)."""
     if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
         raise ValueError(f"guidance_scale must be a number, got {guidance_scale!r}")
-    if not math.isfinite(guidance_scale) or guidance_scale < 0:
+    if not 0 <= guidance_scale < math.inf:  # NaN compares false; an int is compared, not cast
         raise ValueError(f"guidance_scale must be finite and >= 0, got {guidance_scale}")
-    return float(guidance_scale)
+    try:
+        return float(guidance_scale)
+    except OverflowError:  # an int beyond float range
+        raise ValueError("guidance_scale must be finite and >= 0, got an int beyond float range") from None
 
 
 def check_probability(argument: str, value: float, low_open: bool = False) -> float:
     """A probability in [0, 1] (or (0, 1] when `low_open`)."""
-    low_ok = value > 0 if low_open else value >= 0
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and low_ok and value <= 1):
+    number = isinstance(value, (int, float))
+    if not (number and (0 < value if low_open else 0 <= value) and value <= 1):  # NaN compares false
         interval = "(0, 1]" if low_open else "[0, 1]"
         raise ValueError(f"{argument} must be in {interval}, got {value!r}")
     return float(value)

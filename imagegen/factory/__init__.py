@@ -160,8 +160,11 @@ def load_network(folder: str | Path, map_location: str | torch.device = "cpu") -
         )
     if not isinstance(saved.get("config"), dict):
         raise ValueError(f"{folder / CONFIG_FILE}: 'config' must be a JSON object")
-    network = getattr(gan, saved["class"])(**check_architecture(folder / CONFIG_FILE, saved["config"]))
-    network.load_state_dict(load_file(str(folder / WEIGHTS_FILE), device=str(map_location)))
+    try:
+        network = getattr(gan, saved["class"])(**check_architecture(folder / CONFIG_FILE, saved["config"]))
+        network.load_state_dict(load_file(str(folder / WEIGHTS_FILE), device=str(map_location)))
+    except BUILD_ERRORS as error:
+        raise _mismatch(folder, CONFIG_FILE, error) from None
     return network.to(map_location).eval()
 
 
@@ -170,6 +173,18 @@ def load_network(folder: str | Path, map_location: str | torch.device = "cpu") -
 # ------------------------------------------------------------------------------------------------
 
 MAX_WIDTH = 16_384  # the largest integer an architecture field (width, size, dim, count) may hold
+# what a constructor or load_state_dict raises for a saved config that does not fit its weights
+BUILD_ERRORS = (TypeError, ValueError, RuntimeError, KeyError, IndexError, AttributeError)
+
+
+def _mismatch(folder: Path, config_file: str, error: BaseException) -> ValueError:
+    """A CorruptCheckpointError naming the folder, for a config and weights that do not fit."""
+    from imagegen.utils.integrity import CorruptCheckpointError
+
+    reason = " ".join(str(error).split())[:300]
+    return CorruptCheckpointError(
+        f"{folder}: {config_file} and the weights do not make a network ({type(error).__name__}: {reason})"
+    )
 
 
 def check_architecture(source: Path, config: dict[str, Any]) -> dict[str, Any]:
@@ -205,5 +220,8 @@ def load_unet(folder: str | Path, device: str | torch.device = "cpu") -> nn.Modu
         raise FileNotFoundError(f"{weights}: missing (weights are read from safetensors only)")
     config = read_checked_json(folder / "config.json")
     check_architecture(folder / "config.json", {k: v for k, v in config.items() if not k.startswith("_")})
-    model = EfficientUNet.from_pretrained(str(folder), use_safetensors=True)
+    try:
+        model = EfficientUNet.from_pretrained(str(folder), use_safetensors=True)
+    except BUILD_ERRORS as error:
+        raise _mismatch(folder, "config.json", error) from None
     return model.to(device).eval()

@@ -10,6 +10,7 @@ A run directory holds
         state/                            accelerate save_state: optimizer, LR scheduler, RNG
     RUN/checkpoints/.tmp-checkpoint-...   a checkpoint being written (never read)
     RUN/checkpoints/.old-checkpoint-...   a checkpoint being replaced by a re-save of its step
+    RUN/checkpoints/.pruned-checkpoint-... a checkpoint being deleted by `train.keep_last`
     RUN/abandoned/<time>-after-checkpoint-N/   newer checkpoints set aside by a resume from N
 
 Only folders named `checkpoint-N` are complete: the rename is the commit point, so a kill at any
@@ -37,6 +38,7 @@ __all__ = ["CHECKPOINT_RE", "checkpoint_name", "latest_checkpoint", "list_checkp
 
 TMP_PREFIX = ".tmp-"
 OLD_PREFIX = ".old-"  # a checkpoint being replaced by a re-save of its step
+PRUNED_PREFIX = ".pruned-"  # a checkpoint being deleted by pruning: never put back
 ABANDONED_DIR = "abandoned"  # newer checkpoints set aside by a resume from an older one
 
 
@@ -101,7 +103,17 @@ def prune(run_dir: Path, step: int, keep_last: int) -> None:
     kept = [p for p in checkpoints if int(CHECKPOINT_RE.match(p.name).group(1)) <= step][-keep_last:]
     for old in checkpoints:
         if old not in kept and int(CHECKPOINT_RE.match(old.name).group(1)) < step and owned_by(old, run_dir):
-            shutil.rmtree(old, ignore_errors=True)
+            delete(old)
+
+
+def delete(checkpoint: Path) -> None:
+    """Delete a checkpoint folder; renamed to `.pruned-checkpoint-N` first, so that a kill during
+    the deletion never leaves a half-deleted folder under the complete name `checkpoint-N`."""
+    doomed = checkpoint.with_name(f"{PRUNED_PREFIX}{checkpoint.name}")
+    if doomed.exists():
+        shutil.rmtree(doomed, ignore_errors=True)
+    os.replace(checkpoint, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def recover_interrupted(run_dir: str | Path) -> int:
@@ -109,16 +121,18 @@ def recover_interrupted(run_dir: str | Path) -> int:
 
     A complete `.tmp-checkpoint-N` (its trainer.json exists: written last) whose `checkpoint-N` is
     missing is renamed into place; a `.old-checkpoint-N` goes back when `checkpoint-N` is missing
-    and is deleted otherwise; every other temporary folder is half-written and deleted.
+    and is deleted otherwise; a `.pruned-checkpoint-N` (a deletion cut short) and every other
+    temporary folder (half-written) are deleted.
     """
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return 0
     touched = 0
-    for prefix in (TMP_PREFIX, OLD_PREFIX):
+    for prefix in (TMP_PREFIX, OLD_PREFIX, PRUNED_PREFIX):
         for path in sorted(root.glob(f"{prefix}*")):
             final = root / path.name[len(prefix) :]
-            complete = (path / "trainer.json").is_file() and CHECKPOINT_RE.match(final.name)
+            complete = prefix != PRUNED_PREFIX and (path / "trainer.json").is_file()
+            complete = complete and CHECKPOINT_RE.match(final.name)
             if complete and not final.exists():
                 os.replace(path, final)
             else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,27 +64,30 @@ def check_safetensors_header(path: Path) -> None:
         raise CorruptCheckpointError(f"{path}: truncated safetensors file ({size} bytes)")
 
 
-def read_checked_json(path: Path) -> dict[str, Any]:
+def _read_mapping(
+    path: Path, parse: Callable[[str], Any], errors: tuple[type[Exception], ...], kind: str, detail: bool
+) -> dict[str, Any]:
+    """`parse` the UTF-8 text of `path`, which must hold a mapping (`kind` names it in the error);
+    a missing, unreadable or unparsable file raises CorruptCheckpointError naming it (with the
+    parser's message when `detail`: YAML's span several lines)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CorruptCheckpointError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CorruptCheckpointError(f"{path}: unreadable ({type(error).__name__}: {error})") from None
+    except (OSError, UnicodeDecodeError, *errors) as error:
+        reason = f"{type(error).__name__}: {error}" if detail else type(error).__name__
+        raise CorruptCheckpointError(f"{path}: unreadable ({reason})") from None
     if not isinstance(data, dict):
-        raise CorruptCheckpointError(f"{path}: expected a JSON object")
+        raise CorruptCheckpointError(f"{path}: expected {kind}")
     return data
 
 
+def read_checked_json(path: Path) -> dict[str, Any]:
+    return _read_mapping(path, json.loads, (json.JSONDecodeError,), "a JSON object", detail=True)
+
+
 def _check_yaml(path: Path) -> None:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CorruptCheckpointError(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise CorruptCheckpointError(f"{path}: unreadable ({type(error).__name__})") from None
-    if not isinstance(data, dict):
-        raise CorruptCheckpointError(f"{path}: expected a YAML mapping")
+    _read_mapping(path, yaml.safe_load, (yaml.YAMLError,), "a YAML mapping", detail=False)
 
 
 GENERATION_FILES = ("config.yaml", "ema/")  # what generation reads (state/ may be left out of a copy)

@@ -12,31 +12,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import imagegen
-from imagegen.config import load_config
-from imagegen.training import checkpoint as ckpt
 from imagegen.utils.integrity import HASHES_KEY, hash_folder
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _train(root: Path, cache: Path, config: str) -> Path:
-    from imagegen.training.trainer import train
-
-    cfg = load_config(
-        REPO / "configs" / config,
-        [
-            f"train.output_dir={root / 'runs'}",
-            f"text.cache_dir={cache}",
-            "train.run_name=run",
-            "train.max_steps=1",
-        ],
-    )
-    return ckpt.latest_checkpoint(train(cfg).run_dir)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, text_cache_dir) -> Path:
-    return _train(tmp_path_factory.mktemp("bounded"), text_cache_dir, "tiny-test.yaml")
+def checkpoint(tiny_diffusion_checkpoint) -> Path:
+    return tiny_diffusion_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +34,9 @@ def pipe(checkpoint):
         ({"prompt": "x" * 200_000}, r"prompt: a prompt of 200000 characters; at most 10000"),
         ({"prompt": "\ud800"}, r"prompt: .* is not valid text"),
         ({"prompt": "x", "guidance_scale": 1e308}, r"guidance_scale: expected a number in \[0, 100\]"),
+        ({"prompt": "x", "guidance_scale": 10**400}, r"guidance_scale: expected a number in \[0, 100\]"),
+        ({"prompt": "x", "sampler": "0"}, r"sampler: unknown sampler '0'; allowed: ddpm"),
+        ({"prompt": "x", "sampler": ["ddim"]}, r"sampler: unknown sampler \['ddim'\]"),
         ({"prompt": "x", "num_steps": 10**9}, r"num_steps: 1000000000 is more than the 1000 allowed"),
     ],
 )
@@ -108,10 +92,10 @@ def test_the_cli_exits_2_on_nan_weights_and_writes_no_png(checkpoint, tmp_path, 
     assert not out.exists() and "NaN/inf" in capsys.readouterr().err
 
 
-def test_a_gan_with_nan_weights_raises(tmp_path, text_cache_dir):
+def test_a_gan_with_nan_weights_raises(tiny_gan_checkpoint, tmp_path):
     from imagegen.diffusion import NonFiniteOutputError
 
-    gan = _train(tmp_path, text_cache_dir, "tiny-gan-test.yaml")
+    gan = Path(shutil.copytree(tiny_gan_checkpoint, tmp_path / "run/checkpoints" / tiny_gan_checkpoint.name))
     _poison(gan / "ema" / "G", "model.safetensors")
     with pytest.raises(NonFiniteOutputError, match="GAN .*NaN/inf"):
         imagegen.load_pipeline(gan, device="cpu")("a red circle")

@@ -14,35 +14,14 @@ import torch
 
 import imagegen
 from imagegen.config import load_config
-from imagegen.training import checkpoint as ckpt
 from imagegen.utils.integrity import HASHES_KEY, CorruptCheckpointError, hash_folder
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _train(root: Path, cache: Path, config: str, name: str) -> Path:
-    from imagegen.training.trainer import train
-
-    cfg = load_config(
-        REPO / "configs" / config,
-        [
-            f"train.output_dir={root / 'runs'}",
-            f"text.cache_dir={cache}",
-            f"train.run_name={name}",
-            "train.max_steps=2",
-            "train.checkpoint_every=2",
-        ],
-    )
-    return ckpt.latest_checkpoint(train(cfg).run_dir)
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, text_cache_dir) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("untrusted")
-    return {
-        "diffusion": _train(root, text_cache_dir, "tiny-test.yaml", "diffusion"),
-        "gan": _train(root, text_cache_dir, "tiny-gan-test.yaml", "gan"),
-    }
+def trained(tiny_diffusion_checkpoint, tiny_gan_checkpoint) -> dict[str, Path]:
+    return {"diffusion": tiny_diffusion_checkpoint, "gan": tiny_gan_checkpoint}
 
 
 def _copy(checkpoint: Path, tmp_path: Path) -> Path:
@@ -84,6 +63,48 @@ def test_a_tampered_gan_network_json_is_bounded_before_anything_is_built(trained
     _rehash(checkpoint)
     with pytest.raises(ValueError, match=r"network.json: channels=\[30000, 30000, 30000\] is outside"):
         imagegen.load_pipeline(checkpoint, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("objective", "edit", "message"),
+    [
+        ("diffusion", lambda c: c.update(channels=[16]), r"ema/model: config.json and the weights do not"),
+        ("diffusion", lambda c: c.update(channels="wide"), r"ema/model: config.json and the weights do not"),
+        ("gan", lambda c: c["config"].update(z_dim=7), r"ema/G: network.json and the weights do not"),
+    ],
+)
+def test_a_saved_architecture_that_does_not_fit_its_weights_names_the_folder(
+    trained, tmp_path, objective, edit, message
+):
+    """A config.json / network.json within bounds but not the one the weights were saved with
+    (hashes re-recorded): a CorruptCheckpointError naming the folder, not diffusers' or torch's
+    error that names neither (found by tests/cascade/test_fuzz_inputs.py)."""
+    checkpoint = _copy(trained[objective], tmp_path)
+    _edit_json(
+        checkpoint / ("ema/model/config.json" if objective == "diffusion" else "ema/G/network.json"), edit
+    )
+    _rehash(checkpoint)
+    with pytest.raises(CorruptCheckpointError, match=message):
+        imagegen.load_pipeline(checkpoint, device="cpu")
+
+
+@pytest.mark.parametrize("content", ["train: 5\n", "nonsense_key: 1\n", "model: {channels: wide}\n"])
+def test_a_checkpoint_config_that_is_not_a_run_config_names_the_file(trained, tmp_path, content):
+    """config.yaml is a mapping but not a valid run config: a ConfigError naming the file (the
+    first raised AttributeError, the others did not say which file)."""
+    from imagegen.config import ConfigError
+
+    checkpoint = _copy(trained["diffusion"], tmp_path)
+    (checkpoint / "config.yaml").write_text(content)
+    _rehash(checkpoint)
+    with pytest.raises(ConfigError, match=re.escape(str(checkpoint / "config.yaml"))):
+        imagegen.load_pipeline(checkpoint, device="cpu")
+
+
+def test_a_cascade_manifest_that_is_not_utf8_names_the_file(tmp_path):
+    (tmp_path / "manifest.json").write_bytes(b"\x80{}")
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'manifest.json'}: not valid JSON")):
+        imagegen.load_pipeline(tmp_path, device="cpu")
 
 
 class _Payload:

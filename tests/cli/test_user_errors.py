@@ -100,6 +100,30 @@ def test_the_library_names_the_device_argument(checkpoint):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device: 'cuda' is not available"):
             imagegen.load_pipeline(checkpoint, device="cuda")
+    if not torch.backends.mps.is_available():  # torch parses "mps" on every machine
+        with pytest.raises(ValueError, match="device: 'mps' is not available"):
+            imagegen.load_pipeline(checkpoint, device="mps")
+
+
+def test_generate_cli_truncation_on_a_diffusion_model_is_ignored_with_a_warning(checkpoint, tmp_path, caplog):
+    """`--truncation` is for a GAN; a diffusion model ignores it with a warning, as
+    `imagegen.generate` does (the CLI passed it on, and the pipeline raised TypeError)."""
+    from imagegen.cli.generate import main
+
+    out = tmp_path / "x.png"
+    argv = [
+        "a red circle",
+        "--model",
+        str(checkpoint),
+        "--out",
+        str(out),
+        "--steps",
+        "1",
+        "--truncation",
+        "0.7",
+    ]
+    assert _exit_code(main, argv) == 0 and out.is_file()
+    assert "truncation applies only to a GAN" in caplog.text
 
 
 def _suite_images(tmp_path: Path) -> Path:

@@ -61,7 +61,9 @@ def test_scale_one_is_a_plain_conditional_call(inputs):
     guided_denoiser(model, cond, None, 1.0)(x_t, t)  # no unconditional branch needed
 
 
-@pytest.mark.parametrize("scale", [-0.5, math.nan, math.inf, -math.inf, "5"])
+@pytest.mark.parametrize(
+    "scale", [-0.5, math.nan, math.inf, -math.inf, "5", pytest.param(10**400, id="int-beyond-float")]
+)
 def test_bad_guidance_scale_names_the_argument(inputs, scale):
     cond, uncond, _, _ = inputs
     with pytest.raises(ValueError, match="guidance_scale"):

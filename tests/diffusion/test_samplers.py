@@ -272,7 +272,9 @@ def test_bad_num_steps_names_the_argument(name, num_steps):
         ({"num_steps": 0}, "num_steps"),
         ({"guidance_scale": float("nan")}, "guidance_scale"),
         ({"guidance_scale": -1.0}, "guidance_scale"),
+        ({"guidance_scale": 10**400}, "guidance_scale"),  # an int beyond float range
         ({"percentile": 1.5}, "percentile"),
+        ({"percentile": "0.9"}, "percentile"),
         ({"shape": (3, 3, 8, 8)}, "shape"),
     ],
 )

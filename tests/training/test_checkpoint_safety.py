@@ -91,6 +91,36 @@ def test_a_resave_killed_between_the_renames_keeps_a_complete_checkpoint(tiny_co
     assert _steps(run) == [3]
 
 
+def test_a_prune_killed_mid_delete_leaves_no_half_checkpoint_under_a_complete_name(
+    six_checkpoints, tmp_path, monkeypatch
+):
+    """Pruning renames a checkpoint to `.pruned-checkpoint-N` before deleting it: a kill half-way
+    through the deletion (found by tests/training/test_fault_injection.py) used to leave a
+    `checkpoint-N` folder missing half its files, which every later start counted as complete."""
+    from imagegen.utils.integrity import verify_checkpoint
+
+    run = _copy(six_checkpoints, tmp_path, "pruned")
+    for path in ckpt.list_checkpoints(run):  # this folder's own, so that prune may delete them
+        state = ckpt.read_trainer_state(path)
+        ckpt.write_json_atomic(path / "trainer.json", {**state, "run_dir": str(run.resolve())})
+
+    def dying_rmtree(path, *args, **kwargs):
+        files = sorted(p for p in Path(path).rglob("*") if p.is_file())
+        for file in files[: len(files) // 2]:
+            file.unlink()
+        raise Killed
+
+    monkeypatch.setattr(shutil, "rmtree", dying_rmtree)
+    with pytest.raises(Killed):
+        ckpt.prune(run, 6, 2)
+    monkeypatch.undo()
+    for checkpoint in ckpt.list_checkpoints(run):
+        verify_checkpoint(checkpoint)  # every folder under a complete name is complete
+    ckpt.recover_interrupted(run)
+    assert _steps(run) == [2, 3, 4, 5, 6]
+    assert not [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
+
+
 def test_resuming_a_copied_run_never_prunes_the_checkpoints_it_did_not_write(
     six_checkpoints, tmp_path, tiny_config
 ):
