@@ -188,7 +188,7 @@ class TrainConfig:
 @dataclass
 class SpeedConfig:
     """Fast paths (docs/performance.md). Every default is the plain eager fp32 path; bf16 is
-    train.mixed_precision. Read by imagegen.training.fast and imagegen.cascade.fast_sampling."""
+    train.mixed_precision. Read by imagegen.training.fast and imagegen.pipelines.fast_sampling."""
 
     channels_last: bool = False  # NHWC conv weights, so activations too (faster on GPUs; slower on this CPU)
     compile: bool = False  # torch.compile the denoiser's forward (training and sampling)
@@ -253,6 +253,14 @@ def stage_run_config(cfg: RunConfig, stage: StageConfig) -> RunConfig:
         train=dataclasses.replace(cfg.train, objective="diffusion", lr=stage.lr or cfg.train.lr),
         cascade=CascadeConfig(),
     )
+
+
+def stage_sample_config(cfg: RunConfig) -> SampleConfig:
+    """How a single-stage diffusion run samples, in a cascade folder or on its own: its `sample`
+    section, with aug_level 0 when it is no super-resolution stage or never trained on noisy
+    low-res inputs (noise_aug.enabled false): such a stage is sampled with a clean input."""
+    noisy = cfg.superres.lowres_size > 0 and cfg.noise_aug.enabled
+    return dataclasses.replace(cfg.sample, aug_level=cfg.sample.aug_level if noisy else 0.0)
 
 
 # --------------------------------------------------------------------------------------------
