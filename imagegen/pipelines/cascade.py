@@ -134,6 +134,7 @@ class CascadePipeline:
         stage_dir = self.folder / entry.name
         cfg = config_from_dict(yaml.safe_load((stage_dir / "config.yaml").read_text()))
         model = factory.load_unet(stage_dir / MODEL_DIR, self.device)
+        factory.check_prediction(model, cfg.diffusion, stage_dir / MODEL_DIR)
         if model.config.lowres_cond != entry.is_superres:
             raise ValueError(
                 f"cascade {self.folder}: stage {entry.name!r} has lowres_size {entry.lowres_size} in the "

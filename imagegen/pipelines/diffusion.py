@@ -51,6 +51,7 @@ class DiffusionPipeline:
         self.device = resolve_device(device)
         self.encoder = factory.build_text_encoder(self.cfg.text, device=self.device)
         self.model = factory.load_unet(checkpoint / "ema" / "model", self.device)
+        factory.check_prediction(self.model, self.cfg.diffusion, checkpoint / "ema" / "model")
         # eager on CPU; compiled or CUDA-graph replayed per the run's `speed` section on a GPU
         self.denoiser = sampling_network(self.model, self.cfg.speed, self.device)
         self.diffusion = factory.build_diffusion(self.cfg.diffusion)

@@ -54,7 +54,7 @@ def build_stage_objective(cfg: RunConfig, text_dim: int):
     """One diffusion stage: text-to-image, or super-resolution when model.lowres_cond."""
     from imagegen.training.sr_objective import SuperResObjective
 
-    unet = factory.build_unet(cfg.model, text_dim)
+    unet = factory.build_unet(cfg.model, text_dim, prediction=cfg.diffusion.prediction)
     diffusion = factory.build_diffusion(cfg.diffusion)
     loss = factory.build_diffusion_loss(cfg.diffusion, diffusion)
     kind = SuperResObjective if cfg.model.lowres_cond else DiffusionObjective
