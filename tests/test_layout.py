@@ -85,3 +85,16 @@ def test_no_module_imports_a_module_that_imports_it_back():
 def test_no_module_is_over_500_lines(name):
     lines = len(MODULES[name].read_text().splitlines())
     assert lines <= MAX_LINES, f"{MODULES[name]}: {lines} lines; split it along a responsibility"
+
+
+def test_the_cascade_disk_format_and_the_config_import_no_torch():
+    """imagegen.cascade (manifest, assemble, its CLI) and imagegen.config stay one layer below
+    everything that needs torch: reading or assembling a cascade folder is instant."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, imagegen.cascade.assemble, imagegen.cascade.__main__, imagegen.config; "
+        "sys.exit('torch' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent).returncode == 0
