@@ -320,7 +320,7 @@ def sampling_speed(pipe, settings: SamplingSettings, reps: int, max_batch: int) 
 
 def evaluate_model(name, trained, domain, profile, device, batch_size) -> dict[str, Any]:
     """Everything measured on one trained model; each stage logs as it goes."""
-    from imagegen.cascade.pipeline import load_pipeline
+    from imagegen.pipelines import load_pipeline
 
     is_diffusion = name == "diffusion"
     result: dict[str, Any] = {"curve": [], "sweep": [], "steps": []}

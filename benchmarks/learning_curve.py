@@ -74,8 +74,8 @@ def score_run(run: Path, args) -> list[dict[str, Any]]:
     """Score every checkpoint of `run`; returns (and writes to RUN/curve.json) one entry each."""
     import torch
 
-    from imagegen.cascade.pipeline import load_pipeline
     from imagegen.evaluation.single_objects import describe, evaluate_single_objects
+    from imagegen.pipelines import load_pipeline
     from imagegen.utils.runs import list_checkpoints
 
     torch.set_num_threads(args.threads) if args.threads else None

@@ -40,10 +40,10 @@ import torch
 import torch.nn.functional as F
 
 from imagegen.cascade.assemble import assemble
-from imagegen.cascade.cascade_pipeline import CascadePipeline
 from imagegen.config import load_config
 from imagegen.data.shapes import ShapesDataset, render_scene
 from imagegen.evaluation import score, single_object_accuracy
+from imagegen.pipelines.cascade import CascadePipeline
 from imagegen.utils.runs import latest_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from learning_curve import swap_weights
 
-    from imagegen.cascade.pipeline import load_pipeline
+    from imagegen.pipelines import load_pipeline
     from imagegen.utils.runs import checkpoint_name, latest_checkpoint
 
     run = args.run

@@ -45,11 +45,11 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from imagegen.cascade.fast_sampling import sampling_network
 from imagegen.config import GANConfig, SpeedConfig, UNetConfig, config_from_dict
 from imagegen.diffusion import DiffusionLoss, GaussianDiffusion, sample_images
 from imagegen.gan import Generator
 from imagegen.models import EfficientUNet
+from imagegen.pipelines.fast_sampling import sampling_network
 from imagegen.training import fast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -16,7 +16,7 @@ __all__ = ["generate", "load_pipeline", "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name in ("generate", "load_pipeline"):
-        from imagegen.cascade import pipeline
+        from imagegen import pipelines
 
-        return getattr(pipeline, name)
+        return getattr(pipelines, name)
     raise AttributeError(f"module 'imagegen' has no attribute {name!r}")

@@ -10,7 +10,7 @@ import types
 
 class _CallableModule(types.ModuleType):
     def __call__(self, *args, **kwargs):
-        from imagegen.cascade.pipeline import generate
+        from imagegen.pipelines import generate
 
         return generate(*args, **kwargs)
 

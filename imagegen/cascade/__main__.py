@@ -1,12 +1,12 @@
-"""`python -m imagegen.cascade assemble | generate | show`: build, run and inspect cascade folders.
+"""`python -m imagegen.cascade assemble | show`: build and inspect cascade folders.
 
     python -m imagegen.cascade assemble RUN1 RUN2 ... --out CASCADE [--overwrite]
-    python -m imagegen.cascade generate CASCADE "a red circle" --out out.png \\
-        [--stop-after base32] [--lowres-image small.png] [--set sr64.num_steps=10] [--seed 0]
     python -m imagegen.cascade show CASCADE
 
-Thin: parse, call `imagegen.cascade.assemble` / `CascadePipeline`, print. It lives here rather
-than in imagegen.cli because the layers contract forbids imagegen.cascade importing imagegen.cli.
+Generating is one command for runs and cascades alike: `python -m imagegen.generate PROMPT
+--model CASCADE [--stop-after base32] [--lowres-image small.png] [--set sr64.num_steps=10]`.
+Thin: parse, call `imagegen.cascade.assemble`, print. It lives here rather than in imagegen.cli
+because the layers contract forbids imagegen.cascade importing imagegen.cli. No torch import.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,65 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     assemble.add_argument("runs", nargs="+", help="run directories or checkpoint folders, in stage order")
     assemble.add_argument("--out", required=True, help="the cascade folder to write")
     assemble.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    generate = commands.add_parser("generate", help="run a cascade")
-    generate.add_argument("cascade", help="cascade folder (holds manifest.json)")
-    generate.add_argument("prompts", nargs="+")
-    generate.add_argument("--out", default="out.png")
-    generate.add_argument("--stop-after", default=None, help="a stage name: stop after it")
-    generate.add_argument("--lowres-image", default=None, help="an image to super-resolve (square)")
-    generate.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="STAGE.KEY=VALUE",
-        help="per-stage setting, repeatable: --set sr64.num_steps=10 --set sr64.guidance_scale=3",
-    )
-    generate.add_argument("--seed", type=int, default=0)
-    generate.add_argument("--num-images", type=int, default=1)
-    generate.add_argument("--device", default=None)
+    moved = commands.add_parser("generate", help="moved: python -m imagegen.generate PROMPT --model CASCADE")
+    moved.add_argument("rest", nargs=argparse.REMAINDER)
     show = commands.add_parser("show", help="print a cascade's manifest")
     show.add_argument("cascade")
     return parser
-
-
-def parse_stage_overrides(items: list[str]) -> dict[str, dict]:
-    """["sr64.num_steps=10", ...] -> {"sr64": {"num_steps": 10}} (values read as YAML)."""
-    import yaml
-
-    overrides: dict[str, dict] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        stage, dot, setting = key.partition(".")
-        if not (sep and dot and stage and setting):
-            raise ValueError(f"--set {item!r}: expected STAGE.KEY=VALUE, e.g. sr64.num_steps=10")
-        overrides.setdefault(stage, {})[setting] = yaml.safe_load(raw)
-    return overrides
-
-
-def run_generate(args: argparse.Namespace) -> str:
-    from PIL import Image
-
-    from imagegen.cascade.cascade_pipeline import CascadePipeline
-    from imagegen.utils.images import make_grid
-
-    pipe = CascadePipeline(args.cascade, device=args.device)
-    lowres = Image.open(args.lowres_image).convert("RGB") if args.lowres_image else None
-    images = pipe(
-        args.prompts,
-        seed=args.seed,
-        num_images_per_prompt=args.num_images,
-        stage_overrides=parse_stage_overrides(args.overrides),
-        stop_after=args.stop_after,
-        lowres_image=lowres,
-    )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if len(images) == 1:
-        images[0].save(out)
-    else:
-        make_grid(images, labels=[p for p in args.prompts for _ in range(args.num_images)]).save(out)
-    return f"wrote {out} ({len(images)} image(s), {images[0].width} px)"
 
 
 def run_show(args: argparse.Namespace) -> str:
@@ -117,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             names = read_manifest(out).stage_names()
             message = f"wrote cascade {out}: {' -> '.join(names)}"
         elif args.command == "generate":
-            message = run_generate(args)
+            raise ValueError(
+                "generating moved to the one generate command for runs and cascades: python -m "
+                "imagegen.generate PROMPT --model CASCADE [--stop-after S] [--lowres-image F] [--set S.K=V]"
+            )
         else:
             message = run_show(args)
     except (ValueError, OSError) as error:  # FileNotFoundError, FileExistsError, PermissionError, ...

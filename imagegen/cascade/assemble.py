@@ -24,14 +24,15 @@ import yaml
 from imagegen.cascade.manifest import (
     CONFIG_FILE,
     MODEL_DIR,
+    SAMPLE_KEYS,
     Manifest,
     StageEntry,
     check_same_text_encoder,
     check_stage_chain,
     write_manifest,
 )
-from imagegen.cascade.pipeline import resolve_checkpoint
-from imagegen.config import RunConfig, config_from_dict, save_config, stage_run_config
+from imagegen.config import RunConfig, config_from_dict, save_config, stage_run_config, stage_sample_config
+from imagegen.utils.runs import resolve_checkpoint
 
 # training/ema.py keeps the raw EMA shadow beside the averaged weights for --resume only
 RESUME_ONLY_FILES = ("ema_shadow.safetensors",)
@@ -48,19 +49,12 @@ class StageSource:
     checkpoint: Path
 
     def entry(self) -> StageEntry:
-        sample, superres = self.cfg.sample, self.cfg.superres
-        # a stage trained without noise augmentation never saw a noisy input: sample it clean
-        aug_level = sample.aug_level if superres.lowres_size and self.cfg.noise_aug.enabled else 0.0
+        sample = stage_sample_config(self.cfg)  # aug_level 0 for a stage never trained on noisy input
         return StageEntry(
             name=self.name,
             resolution=self.cfg.model.image_size,
-            lowres_size=superres.lowres_size,
-            sampler=sample.sampler,
-            num_steps=sample.num_steps,
-            guidance_scale=sample.guidance_scale,
-            thresholding=sample.thresholding,
-            threshold_percentile=sample.threshold_percentile,
-            aug_level=aug_level,
+            lowres_size=self.cfg.superres.lowres_size,
+            **{key: getattr(sample, key) for key in SAMPLE_KEYS},
         )
 
 

@@ -49,6 +49,8 @@ class StageEntry:
 
 
 STAGE_KEYS = tuple(StageEntry.__dataclass_fields__)
+# a stage's sampling defaults: the fields of `imagegen.config.SampleConfig`, by the same names
+SAMPLE_KEYS = ("sampler", "num_steps", "guidance_scale", "thresholding", "threshold_percentile", "aug_level")
 
 
 @dataclass

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from imagegen.config import load_config
 
     setup_logging()
-    from imagegen.cascade.pipeline import load_pipeline
+    from imagegen.pipelines import load_pipeline
     from imagegen.training.trainer import train
     from imagegen.utils.images import make_grid
 

@@ -98,7 +98,7 @@ def run(args) -> int:
             raise ValueError("--fd: only with --model (the renders must match the generated prompts)")
         evaluation = evaluate_folder(args.images, records)
     else:
-        from imagegen.cascade.pipeline import load_pipeline
+        from imagegen.pipelines import load_pipeline
 
         pipe = load_pipeline(args.model, device=args.device)
         print(f"model: {getattr(pipe, 'checkpoint', args.model)}", flush=True)

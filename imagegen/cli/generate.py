@@ -1,7 +1,12 @@
-"""`python -m imagegen.generate "a red circle" [more prompts] --model RUN --out out.png`.
+"""`python -m imagegen.generate "a red circle" [more prompts] --model RUN_OR_CASCADE --out out.png`.
 
-One prompt and one image: the PNG itself. Several prompts or `--num-images` > 1: one labelled
-grid (rows = prompts). With no `--model`, the newest run under runs/ is used, and named.
+One command for every kind of model: a diffusion run, a GAN run, a checkpoint folder or a cascade
+folder. One prompt and one image: the PNG itself. Several prompts or `--num-images` > 1: one
+labelled grid (rows = prompts). With no `--model`, the newest run under runs/ is used, and named.
+
+    python -m imagegen.generate "a red circle" --model runs/shapes-cascade --set sr64.num_steps=10
+    python -m imagegen.generate "a red circle" --model runs/shapes-cascade --stop-after base32
+    python -m imagegen.generate "a red circle" --model RUN_OR_CASCADE --lowres-image small.png
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from pathlib import Path
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m imagegen.generate", description=__doc__.split("\n")[0])
     parser.add_argument("prompts", nargs="+", help='one or more prompts ("" = unconditional)')
-    parser.add_argument("--model", default=None, help="run directory or checkpoint (default: newest run)")
+    parser.add_argument(
+        "--model", default=None, help="run directory, checkpoint or cascade folder (default: newest run)"
+    )
     parser.add_argument("--out", default="out.png", help="output PNG (default: out.png)")
     parser.add_argument("--num-images", type=int, default=1, help="images per prompt")
     parser.add_argument(
@@ -25,14 +32,46 @@ def build_parser() -> argparse.ArgumentParser:
         "stage's own; a GAN: not used)",
     )
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the run's config)")
-    parser.add_argument("--sampler", default=None, help="ddpm | ddim | dpmpp_2m | unipc")
+    parser.add_argument("--sampler", default=None, help="ddpm | ddim | dpmpp_2m | dpmpp_2m_sde | unipc")
+    parser.add_argument(
+        "--thresholding", default=None, help="dynamic | static | none (default: the run's config)"
+    )
     parser.add_argument(
         "--truncation", type=float, default=None, help="GAN only: noise truncation (4 = none)"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--negative-prompt", default=None)
+    parser.add_argument(
+        "--lowres-image",
+        default=None,
+        help="an image to super-resolve (square): a cascade starts at the stage that takes its size; "
+        "a super-resolution run needs one",
+    )
+    parser.add_argument("--stop-after", default=None, help="cascade only: a stage name, stop after it")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="STAGE.KEY=VALUE",
+        help="cascade only: per-stage setting, repeatable: --set sr64.num_steps=10 --set sr64.aug_level=0.1",
+    )
     parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     return parser
+
+
+def parse_stage_overrides(items: list[str]) -> dict[str, dict]:
+    """["sr64.num_steps=10", ...] -> {"sr64": {"num_steps": 10}} (values read as YAML)."""
+    import yaml
+
+    overrides: dict[str, dict] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        stage, dot, setting = key.partition(".")
+        if not (sep and dot and stage and setting):
+            raise ValueError(f"--set {item!r}: expected STAGE.KEY=VALUE, e.g. sr64.num_steps=10")
+        overrides.setdefault(stage, {})[setting] = yaml.safe_load(raw)
+    return overrides
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,23 +83,41 @@ def main(argv: list[str] | None = None) -> int:
     return run_reporting_errors(lambda: _run(args))
 
 
-def _run(args: argparse.Namespace) -> int:
-    import inspect
+def _options(args: argparse.Namespace) -> dict:
+    """The call's keyword arguments: only what was given (each kind of model has its own defaults)."""
+    from imagegen.cascade.manifest import is_cascade_folder
 
-    from imagegen.cascade.pipeline import ignore_truncation, load_pipeline
-    from imagegen.utils.images import make_grid
-
-    pipe = load_pipeline(args.model, device=args.device)
-    print(f"model: {pipe.checkpoint}", flush=True)
     given = {
         "guidance_scale": args.guidance_scale,
         "num_steps": args.steps,
         "sampler": args.sampler,
+        "thresholding": args.thresholding,
         "negative_prompt": args.negative_prompt,
         "truncation": args.truncation,
-    }  # only what was given: each kind of model has its own defaults
-    options = {key: value for key, value in given.items() if value is not None}
-    if "truncation" in options and "truncation" not in inspect.signature(pipe).parameters:
+        "stop_after": args.stop_after,
+        "stage_overrides": parse_stage_overrides(args.overrides) if args.overrides else None,
+    }
+    cascade_only = [f"--{flag}" for flag, key in (("stop-after", "stop_after"), ("set", "stage_overrides"))]
+    if (args.stop_after or args.overrides) and not is_cascade_folder(args.model):
+        raise ValueError(
+            f"{' / '.join(cascade_only)}: only a cascade folder (with manifest.json) takes these"
+        )
+    if args.lowres_image:
+        from PIL import Image
+
+        given["lowres_image"] = Image.open(args.lowres_image).convert("RGB")
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def _run(args: argparse.Namespace) -> int:
+    from imagegen.pipelines import GANPipeline, load_pipeline
+    from imagegen.pipelines.loading import ignore_truncation
+    from imagegen.utils.images import make_grid
+
+    options = _options(args)  # checked before any weights load
+    pipe = load_pipeline(args.model, device=args.device)
+    print(f"model: {pipe.checkpoint}", flush=True)
+    if "truncation" in options and not isinstance(pipe, GANPipeline):
         ignore_truncation(options.pop("truncation"), str(pipe.checkpoint))  # as generate() does
     images = pipe(args.prompts, seed=args.seed, num_images_per_prompt=args.num_images, **options)
     out = Path(args.out)

@@ -5,6 +5,8 @@ losses.py        DiffusionLoss: conditioning dropout, min-SNR-gamma weighting
 guidance.py      guided_denoiser: classifier-free guidance in one doubled batch
 thresholding.py  threshold_x0: dynamic (Imagen) / static / none
 samplers.py      sample_ddpm / sample_ddim / sample_dpmpp_2m(_sde) / sample_unipc, SAMPLERS, sample_images
+noise_aug.py     noise conditioning augmentation of a super-resolution stage's low-res input
+stage.py         sample_stage: one stage (text-to-image or super-resolution), for previews and pipelines
 """
 
 from imagegen.diffusion.common import NonFiniteOutputError, check_finite
@@ -20,6 +22,7 @@ from imagegen.diffusion.samplers import (
     sample_unipc,
 )
 from imagegen.diffusion.schedule import PREDICTIONS, SCHEDULES, GaussianDiffusion
+from imagegen.diffusion.stage import sample_stage
 from imagegen.diffusion.thresholding import THRESHOLDING_MODES, dynamic_threshold_level, threshold_x0
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "sample_ddpm",
     "sample_dpmpp_2m",
     "sample_images",
+    "sample_stage",
     "sample_unipc",
     "threshold_x0",
 ]

@@ -76,7 +76,8 @@ def open_text_cache(text: TextConfig, identity: dict[str, Any], root: str | Path
     return EmbeddingCache(Path(root or text.cache_dir) / name, identity, dtype=CACHE_DTYPES[text.cache_dtype])
 
 
-def build_unet(model: UNetConfig, text_dim: int) -> nn.Module:
+def build_unet(model: UNetConfig, text_dim: int, prediction: str | None = None) -> nn.Module:
+    """The U-Net of `model`; `prediction` (the run's diffusion.prediction) is saved with it."""
     from imagegen.models import EfficientUNet
 
     if model.text_dim != text_dim:
@@ -84,7 +85,7 @@ def build_unet(model: UNetConfig, text_dim: int) -> nn.Module:
             f"model.text_dim is {model.text_dim} but the text encoder gives {text_dim}-d "
             f"embeddings; set model.text_dim={text_dim}"
         )
-    return EfficientUNet.from_config_dataclass(model)
+    return EfficientUNet.from_config_dataclass(model, prediction_type=prediction)
 
 
 def build_diffusion(diffusion: DiffusionConfig):
@@ -225,3 +226,14 @@ def load_unet(folder: str | Path, device: str | torch.device = "cpu") -> nn.Modu
     except BUILD_ERRORS as error:
         raise _mismatch(folder, "config.json", error) from None
     return model.to(device).eval()
+
+
+def check_prediction(model: nn.Module, diffusion: DiffusionConfig, source: str | Path) -> None:
+    """ValueError when a loaded U-Net's saved prediction type is not the run's diffusion.prediction
+    (a model saved before the type was recorded has None and is read as the config says)."""
+    saved = getattr(model.config, "prediction_type", None)
+    if saved is not None and saved != diffusion.prediction:
+        raise ValueError(
+            f"{source}: the U-Net was saved predicting {saved!r} but the config says "
+            f"diffusion.prediction={diffusion.prediction!r}"
+        )

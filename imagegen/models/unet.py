@@ -46,6 +46,9 @@ def _check_layout(
         raise ValueError(f"num_res_blocks must all be at least 1; got {num_res_blocks}")
 
 
+PREDICTION_TYPES = ("eps", "v", "x0", None)  # None: a folder written before the type was saved
+
+
 class EfficientUNet(ModelMixin, ConfigMixin):
     """Denoiser `model(x_t, t, text_tokens, text_mask, text_pooled[, lowres, aug_level])`.
 
@@ -56,6 +59,9 @@ class EfficientUNet(ModelMixin, ConfigMixin):
     Fully convolutional: any H, W divisible by 2**(levels - 1) is accepted (a stage trained on
     crops samples at full size; self-attention levels then cost more, nothing else changes).
     `image_size` is recorded in the config for the stage that uses the model; it is not enforced.
+    `prediction_type` ("eps" | "v" | "x0", what the output means; None in folders written before it
+    was recorded) is saved in config.json so the weights say how to read them; the network itself
+    does not use it.
     """
 
     _supports_gradient_checkpointing = True  # diffusers' enable_gradient_checkpointing(): per level
@@ -75,8 +81,11 @@ class EfficientUNet(ModelMixin, ConfigMixin):
         cond_dim: int = 256,
         dropout: float = 0.0,
         lowres_cond: bool = False,
+        prediction_type: str | None = None,
     ) -> None:
         super().__init__()
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type: {prediction_type!r}; allowed: eps, v, x0 (or None: unknown)")
         channels, num_res_blocks = list(channels), list(num_res_blocks)
         self_attn, cross_attn = list(self_attn), list(cross_attn)
         _check_layout(channels, num_res_blocks, self_attn, cross_attn)
@@ -121,9 +130,11 @@ class EfficientUNet(ModelMixin, ConfigMixin):
         )
 
     @classmethod
-    def from_config_dataclass(cls, cfg: UNetConfig) -> EfficientUNet:
-        """Build from a resolved `UNetConfig` (its `preset` already merged by `imagegen.config`)."""
-        return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "preset"})
+    def from_config_dataclass(cls, cfg: UNetConfig, prediction_type: str | None = None) -> EfficientUNet:
+        """Build from a resolved `UNetConfig` (its `preset` already merged by `imagegen.config`) and
+        the run's `diffusion.prediction` (recorded in the saved config)."""
+        fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "preset"}
+        return cls(**fields, prediction_type=prediction_type)
 
     @property
     def downsampling_factor(self) -> int:

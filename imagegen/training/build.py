@@ -52,14 +52,13 @@ def build_text_cache(cfg: RunConfig, dataset, accelerator: Accelerator):
 
 def build_stage_objective(cfg: RunConfig, text_dim: int):
     """One diffusion stage: text-to-image, or super-resolution when model.lowres_cond."""
-    from imagegen.diffusion import sample_images
     from imagegen.training.sr_objective import SuperResObjective
 
-    unet = factory.build_unet(cfg.model, text_dim)
+    unet = factory.build_unet(cfg.model, text_dim, prediction=cfg.diffusion.prediction)
     diffusion = factory.build_diffusion(cfg.diffusion)
     loss = factory.build_diffusion_loss(cfg.diffusion, diffusion)
     kind = SuperResObjective if cfg.model.lowres_cond else DiffusionObjective
-    return kind(cfg, unet, diffusion, loss, sample_images)
+    return kind(cfg, unet, diffusion, loss)
 
 
 def build_objective(cfg: RunConfig, text_dim: int):

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from imagegen.config import RunConfig
+from imagegen.diffusion import sample_stage
 from imagegen.text import TextEncoding
 
 
@@ -58,11 +59,11 @@ class DiffusionObjective:
 
     phases = ("denoiser",)
 
-    def __init__(self, cfg: RunConfig, unet: nn.Module, diffusion: Any, loss_fn: Any, sample_fn: Any):
+    def __init__(self, cfg: RunConfig, unet: nn.Module, diffusion: Any, loss_fn: Any):
         self.cfg = cfg
         self.networks = {"model": unet}
         self.ema_networks = {"model": cfg.train.ema_max_decay}
-        self.diffusion, self.loss_fn, self.sample_fn = diffusion, loss_fn, sample_fn
+        self.diffusion, self.loss_fn = diffusion, loss_fn
 
     def phase_spec(self, phase: str) -> PhaseSpec:
         train = self.cfg.train
@@ -83,19 +84,15 @@ class DiffusionObjective:
 
     @torch.no_grad()
     def sample(self, averaged, text, null_text, generator):
-        sample = self.cfg.sample
-        size = self.cfg.model.image_size
-        shape = (text.tokens.shape[0], self.cfg.model.out_channels, size, size)
-        return self.sample_fn(
+        """The sample grid: [B, C, H, W] in [-1, 1], sampled as a pipeline samples this run."""
+        model = self.cfg.model
+        return sample_stage(
             averaged["model"],
-            shape,
-            text.as_cond(),
-            null_text.as_cond(),
             self.diffusion,
-            sampler=sample.sampler,
-            num_steps=sample.num_steps,
-            guidance_scale=sample.guidance_scale,
-            thresholding=sample.thresholding,
-            percentile=sample.threshold_percentile,
-            generator=generator,
+            self.cfg.sample,
+            text,
+            null_text,
+            model.image_size,
+            generator,
+            channels=model.out_channels,
         )

@@ -15,7 +15,7 @@ from typing import Any
 from imagegen.config import RunConfig, config_from_dict, config_to_dict
 from imagegen.training import checkpoint as ckpt
 from imagegen.utils.integrity import CorruptCheckpointError, verify_checkpoint
-from imagegen.utils.runs import intact_checkpoint
+from imagegen.utils.runs import intact_checkpoint, newest_first
 
 
 def new_run_dir(cfg: RunConfig) -> Path:
@@ -45,10 +45,10 @@ def find_resume(cfg: RunConfig, resume: str) -> tuple[Path, Path] | None:
         if ckpt.latest_checkpoint(path) is not None:
             raise CorruptCheckpointError(f"--resume {resume}: every checkpoint is corrupt (see warnings)")
         raise FileNotFoundError(f"--resume {resume}: no checkpoint-N folder found there")
-    runs = [p for p in resume_candidates(cfg, resume) if ckpt.latest_checkpoint(p)]
+    runs = newest_first(resume_candidates(cfg, resume))  # the same "newest run" as generation's
     if not runs:
         return None
-    for run in sorted(runs, key=lambda p: ckpt.latest_checkpoint(p).stat().st_mtime, reverse=True):
+    for run in runs:
         if (found := intact_checkpoint(run)) is not None:  # newest intact; corrupt ones are named
             return run, found
     raise CorruptCheckpointError(

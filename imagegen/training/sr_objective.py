@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from imagegen import factory
-from imagegen.cascade.cascade_pipeline import StageSettings, sample_stage
 from imagegen.cascade.manifest import check_stage_chain
 from imagegen.config import RunConfig, stage_run_config
+from imagegen.diffusion import sample_stage
 from imagegen.diffusion.common import randint
 from imagegen.diffusion.noise_aug import noise_augment, random_aug_levels
 from imagegen.training.objectives import DiffusionObjective, PhaseSpec
@@ -191,10 +191,8 @@ def check_run_config(cfg: RunConfig) -> None:
 class SuperResObjective(DiffusionObjective):
     """One super-resolution stage: denoise the high-res image given text + noise-augmented low-res."""
 
-    def __init__(
-        self, cfg: RunConfig, unet: torch.nn.Module, diffusion: Any, loss_fn: Any, sample_fn: Any = None
-    ):
-        super().__init__(cfg, unet, diffusion, loss_fn, sample_fn)
+    def __init__(self, cfg: RunConfig, unet: torch.nn.Module, diffusion: Any, loss_fn: Any):
+        super().__init__(cfg, unet, diffusion, loss_fn)
         self._preview: torch.Tensor | None = None
 
     def lowres_input(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -246,10 +244,9 @@ class SuperResObjective(DiffusionObjective):
         captions are the trainer's sample prompts) at sample.aug_level -> [B, 3, H, W]."""
         if lowres is None:
             lowres = self.preview_lowres(text.tokens.shape[0], text.tokens.device)
-        settings = StageSettings.from_sample_config(self.cfg.sample)
         size = self.cfg.model.image_size
         return sample_stage(
-            averaged["model"], self.diffusion, settings, text, null_text, size, generator, lowres
+            averaged["model"], self.diffusion, self.cfg.sample, text, null_text, size, generator, lowres
         )
 
     def preview_lowres(self, count: int, device: torch.device) -> torch.Tensor:
@@ -301,9 +298,8 @@ class CascadeObjective:
         """The whole cascade from text: [B, 3, R_last, R_last] in [-1, 1]."""
         images = None
         for name, stage in self.stages.items():
-            settings = StageSettings.from_sample_config(stage.cfg.sample)
             size = stage.cfg.model.image_size
             images = sample_stage(
-                averaged[name], stage.diffusion, settings, text, null_text, size, generator, images
+                averaged[name], stage.diffusion, stage.cfg.sample, text, null_text, size, generator, images
             )
         return images

@@ -1,19 +1,23 @@
-"""Where a run keeps its checkpoints, shared by the trainer (writes) and the pipeline (reads).
+"""Where a run keeps its checkpoints, shared by the trainer (writes, resumes) and the pipelines
+and `imagegen.cascade assemble` (read): checkpoint names, the newest run, checkpoint resolution.
 
 A checkpoint is complete exactly when its folder is named `checkpoint-N`: the trainer writes it
 under a temporary name and renames it into place as the last act (training/checkpoint.py).
+No torch import.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 log = logging.getLogger("imagegen.runs")
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 CHECKPOINTS_DIR = "checkpoints"
+DEFAULT_RUNS_DIR = Path("runs")  # where `python -m imagegen.train` writes runs by default
 
 
 def checkpoint_name(step: int) -> str:
@@ -54,3 +58,48 @@ def intact_checkpoint(run_dir: str | Path, parts: tuple[str, ...] = ()) -> Path 
             continue
         return checkpoint
     return None
+
+
+def newest_first(runs: Iterable[str | Path]) -> list[Path]:
+    """The runs among `runs` that hold a complete checkpoint, the one with the newest checkpoint
+    (by its folder's modification time) first: "the newest run", for `--resume latest` and for
+    generating with no model given."""
+    found = [(checkpoint, Path(run)) for run in runs if (checkpoint := latest_checkpoint(run)) is not None]
+    found.sort(key=lambda pair: pair[0].stat().st_mtime, reverse=True)
+    return [run for _, run in found]
+
+
+def newest_run(runs_dir: str | Path = DEFAULT_RUNS_DIR) -> Path:
+    """The run under `runs_dir` with the newest complete checkpoint; FileNotFoundError if none."""
+    runs_dir = Path(runs_dir)
+    runs = newest_first(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
+    if not runs:
+        raise FileNotFoundError(
+            f"no trained run under {runs_dir}/ (train one with `python -m imagegen.train --config ...` "
+            "or pass model=PATH)"
+        )
+    return runs[0]
+
+
+def resolve_checkpoint(path: str | Path | None) -> Path:
+    """A run dir (its newest intact checkpoint), a checkpoint folder (verified, no fallback), or
+    None (the newest run under runs/, named in a warning) -> a checkpoint folder holding what
+    generation reads. FileNotFoundError / CorruptCheckpointError name what is missing or bad."""
+    from imagegen.utils.integrity import GENERATION_FILES, CorruptCheckpointError, verify_checkpoint
+
+    if path is None:
+        run = newest_run()
+        log.warning("no model given: using the newest run, %s", run)
+        path = run
+    path = Path(path)
+    if is_checkpoint(path) or (path / "trainer.json").is_file():
+        verify_checkpoint(path, GENERATION_FILES)  # named explicitly: no fallback; names the bad file
+        return path
+    if not path.exists():
+        raise FileNotFoundError(f"model path {path} does not exist")
+    if latest_checkpoint(path) is None:
+        raise FileNotFoundError(f"{path} holds no complete checkpoint (checkpoints/checkpoint-N/)")
+    checkpoint = intact_checkpoint(path, GENERATION_FILES)  # newest intact; skipped ones are named
+    if checkpoint is None:
+        raise CorruptCheckpointError(f"{path}: every checkpoint is corrupt (see the warnings above)")
+    return checkpoint

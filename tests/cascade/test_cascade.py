@@ -18,9 +18,9 @@ from PIL import Image
 
 import imagegen
 from imagegen.cascade.assemble import assemble
-from imagegen.cascade.cascade_pipeline import CascadePipeline
 from imagegen.cascade.manifest import check_stage_chain, read_manifest
 from imagegen.config import load_config, stage_run_config
+from imagegen.pipelines.cascade import CascadePipeline
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_CASCADE = REPO / "configs" / "tiny-cascade-test.yaml"
@@ -212,7 +212,7 @@ def test_generate_and_load_pipeline_dispatch_on_the_manifest(cascade_dir):
     ],
 )
 def test_bad_arguments_fail_before_any_network_runs(pipe, monkeypatch, kwargs, message):
-    import imagegen.cascade.cascade_pipeline as module
+    import imagegen.pipelines.cascade as module
 
     def no_compute(*args, **kwargs):
         raise AssertionError("a stage ran before the arguments were checked")
@@ -350,7 +350,7 @@ def test_gpu_shapes_cascade_config_trains_jointly_with_the_documented_sizes():
 
 
 def test_an_unassembled_joint_run_is_refused_with_the_assemble_command(joint_run):
-    from imagegen.cascade.pipeline import load_pipeline
+    from imagegen.pipelines import load_pipeline
 
     with pytest.raises(ValueError, match="joint cascade run.*python -m imagegen.cascade assemble"):
         load_pipeline(joint_run, device="cpu")
@@ -358,8 +358,8 @@ def test_an_unassembled_joint_run_is_refused_with_the_assemble_command(joint_run
 
 def test_the_generate_cli_leaves_guidance_to_each_stage_unless_given(cascade_dir, tmp_path, monkeypatch):
     """--guidance-scale not given: the cascade's per-stage defaults apply (no call-wide 5.0)."""
-    from imagegen.cascade.cascade_pipeline import CascadePipeline
     from imagegen.cli.generate import main
+    from imagegen.pipelines.cascade import CascadePipeline
 
     calls = []
     original = CascadePipeline.__call__

@@ -223,3 +223,48 @@ def test_half_precision_text_is_accepted(tiny32):
         out = tiny32(**half)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, tiny32(**cond), atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
+def test_a_saved_unet_reloads_with_its_prediction_type(tmp_path, prediction):
+    """config.json says what the weights predict: they are usable without the run's config.yaml."""
+    import json
+
+    from imagegen import factory
+
+    cfg = config_from_dict({"preset": "tiny16"}, UNetConfig)
+    factory.build_unet(cfg, TEXT_DIM, prediction=prediction).save_pretrained(tmp_path / "unet")
+    assert json.loads((tmp_path / "unet" / "config.json").read_text())["prediction_type"] == prediction
+    assert factory.load_unet(tmp_path / "unet").config.prediction_type == prediction
+
+
+def test_a_unet_saved_before_the_prediction_type_was_recorded_loads_as_unknown(tmp_path):
+    """A config.json without the key (written by main 76900e1) loads with prediction_type None,
+    and a pipeline then reads the weights as the run's diffusion.prediction says."""
+    import json
+
+    from imagegen import factory
+    from imagegen.config import DiffusionConfig
+
+    cfg = config_from_dict({"preset": "tiny16"}, UNetConfig)
+    factory.build_unet(cfg, TEXT_DIM, prediction="v").save_pretrained(tmp_path / "unet")
+    path = tmp_path / "unet" / "config.json"
+    path.write_text(
+        json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "prediction_type"})
+    )
+    model = factory.load_unet(tmp_path / "unet")
+    assert model.config.prediction_type is None
+    factory.check_prediction(model, DiffusionConfig(prediction="eps"), path.parent)  # unknown: no error
+
+
+def test_a_unet_whose_saved_prediction_type_disagrees_with_the_config_is_refused(tmp_path):
+    from imagegen import factory
+    from imagegen.config import DiffusionConfig
+
+    cfg = config_from_dict({"preset": "tiny16"}, UNetConfig)
+    model = factory.build_unet(cfg, TEXT_DIM, prediction="x0")
+    factory.check_prediction(model, DiffusionConfig(prediction="x0"), "unet")
+    with pytest.raises(ValueError, match="saved predicting 'x0'.*diffusion.prediction='v'"):
+        factory.check_prediction(model, DiffusionConfig(prediction="v"), "unet")
+    with pytest.raises(ValueError, match="prediction_type"):
+        EfficientUNet.from_config_dataclass(cfg, prediction_type="score")

@@ -1,4 +1,4 @@
-"""Fast paths (imagegen.training.fast, imagegen.cascade.fast_sampling) compute what the eager path does.
+"""Fast paths (imagegen.training.fast, imagegen.pipelines.fast_sampling) compute what the eager path does.
 
 Every fast path is compared with the plain eager fp32 path on a micro U-Net on the CPU: bf16
 autocast, SDPA kernel choice, channels-last, torch.compile (aot_eager here; inductor is `slow`),
@@ -14,11 +14,11 @@ import pytest
 import torch
 from torch import nn
 
-from imagegen.cascade.fast_sampling import GraphReplayedNetwork, sampling_network
 from imagegen.config import RunConfig, SpeedConfig, config_from_dict
 from imagegen.diffusion import GaussianDiffusion, sample_images
 from imagegen.models import EfficientUNet
 from imagegen.nn import CrossAttention, SelfAttention
+from imagegen.pipelines.fast_sampling import GraphReplayedNetwork, sampling_network
 from imagegen.training import fast
 
 TEXT_DIM, LENGTH = 32, 5

@@ -159,7 +159,7 @@ def test_two_process_cpu_training(tmp_path, text_cache_dir):
     logged = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert logged == sorted(set(logged)), "only the main process logs"
     assert done.stdout.count("done: 4 steps") == 1, "only the main process prints the summary"
-    from imagegen.cascade.pipeline import load_pipeline
+    from imagegen.pipelines import load_pipeline
 
     images = load_pipeline(run_dir, device="cpu")(["a red circle"], num_steps=2, seed=0)
     assert images[0].size == (16, 16)

@@ -48,7 +48,7 @@ def test_an_absurd_request_is_refused_up_front_naming_the_argument_and_limit(che
 def test_a_large_request_is_sampled_in_bounded_chunks(pipe, monkeypatch):
     """40 images go through the U-Net 16 (32 with guidance's doubled batch) at a time, and the
     chunked result equals the images drawn one chunk at a time."""
-    from imagegen.cascade.pipeline import SAMPLE_BATCH
+    from imagegen.pipelines.base import SAMPLE_BATCH
 
     batches: list[int] = []
     denoiser = pipe.denoiser

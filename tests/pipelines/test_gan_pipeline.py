@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import imagegen
-from imagegen.cascade.gan_pipeline import GANPipeline
-from imagegen.cascade.pipeline import DiffusionPipeline
 from imagegen.config import load_config
+from imagegen.pipelines.diffusion import DiffusionPipeline
+from imagegen.pipelines.gan import GANPipeline
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

@@ -10,9 +10,10 @@ frozen text encoder. The run's checkpoint folder is all it needs: `config.yaml` 
 `gan.truncation`) and `ema/G/` (network.json + safetensors, no pickle).
 
 The call signature is DiffusionPipeline's plus `truncation`, and arguments are checked by the
-same functions. `guidance_scale`, `num_steps`, `sampler` and `negative_prompt` have no meaning
-for a GAN (no guidance, no sampler, no unconditional branch): a valid value is ignored with a
-warning, once per pipeline and argument; an invalid one raises ValueError as for diffusion.
+same functions (`imagegen.pipelines.base`). `guidance_scale`, `num_steps`, `sampler`,
+`thresholding` and `negative_prompt` have no meaning for a GAN (no guidance, no sampler, no
+unconditional branch): a valid value is ignored with a warning, once per pipeline and argument;
+an invalid one raises ValueError as for diffusion.
 """
 
 from __future__ import annotations
@@ -24,23 +25,28 @@ import torch
 from PIL import Image
 
 from imagegen import factory
-from imagegen.cascade.pipeline import (
+from imagegen.config import RunConfig, read_saved_config
+from imagegen.diffusion import NonFiniteOutputError, check_finite
+from imagegen.gan import sample_z
+from imagegen.pipelines.base import (
     SAMPLE_BATCH,
-    DiffusionPipeline,
     check_count,
     check_guidance,
     check_images,
+    check_output_type,
+    check_sampler,
     check_seed,
+    check_thresholding,
+    make_generator,
     normalize_prompts,
+    repeat_negatives,
     resolve_device,
+    to_output,
 )
-from imagegen.config import RunConfig, read_saved_config
-from imagegen.gan import sample_z
-from imagegen.utils.images import tensor_to_pil
 
 log = logging.getLogger("imagegen.generate")
 
-NOT_FOR_GAN = ("guidance_scale", "num_steps", "sampler", "negative_prompt")
+NOT_FOR_GAN = ("guidance_scale", "num_steps", "sampler", "negative_prompt", "thresholding")
 
 
 def check_truncation(truncation: float) -> float:
@@ -48,14 +54,6 @@ def check_truncation(truncation: float) -> float:
     if isinstance(truncation, bool) or not isinstance(truncation, (int, float)) or not truncation > 0:
         raise ValueError(f"truncation: expected a number > 0 (>= 4 = no truncation), got {truncation!r}")
     return float(truncation)
-
-
-def check_sampler(sampler: str) -> str:
-    from imagegen.diffusion import SAMPLERS
-
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler: unknown sampler {sampler!r}; valid samplers: {sorted(SAMPLERS)}")
-    return sampler
 
 
 class GANPipeline:
@@ -83,27 +81,29 @@ class GANPipeline:
         negative_prompt: str | list[str] | None = None,
         num_images_per_prompt: int = 1,
         truncation: float | None = None,
-    ) -> list[Image.Image]:
-        """len(prompt) * num_images_per_prompt images; `truncation` defaults to the run's gan.truncation."""
+        thresholding: str | None = None,
+        output_type: str = "pil",
+    ) -> list[Image.Image] | torch.Tensor:
+        """len(prompt) * num_images_per_prompt images; `truncation` defaults to the run's gan.truncation.
+        `output_type`: "pil" or "pt" (float32 [B, 3, H, W] in [-1, 1], CPU)."""
         prompts = normalize_prompts(prompt)
         check_images(prompts, num_images_per_prompt)
         seed = check_seed(seed)
+        check_output_type(output_type)
         truncation = check_truncation(self.cfg.gan.truncation if truncation is None else truncation)
         self._check_unused(
-            guidance_scale, num_steps, sampler, negative_prompt, prompts, num_images_per_prompt
+            guidance_scale, num_steps, sampler, negative_prompt, thresholding, prompts, num_images_per_prompt
         )
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(seed) if seed is not None else generator.seed()
+        generator = make_generator(seed, self.device)
         images = []
         for start in range(0, len(prompts), SAMPLE_BATCH):  # bounded memory whatever the request
-            images += self._draw(prompts[start : start + SAMPLE_BATCH], truncation, generator)
-        return images
+            images.append(self._draw(prompts[start : start + SAMPLE_BATCH], truncation, generator))
+        return to_output(torch.cat(images), output_type)
 
-    def _draw(self, prompts: list[str], truncation: float, generator: torch.Generator) -> list[Image.Image]:
-        """One batch: G_ema(z, e); a NaN/inf output raises NonFiniteOutputError naming the run."""
-        from imagegen.diffusion import NonFiniteOutputError, check_finite
-
+    def _draw(self, prompts: list[str], truncation: float, generator: torch.Generator) -> torch.Tensor:
+        """One batch: G_ema(z, e) [B, 3, H, W] in [-1, 1]; a NaN/inf output raises
+        NonFiniteOutputError naming the run."""
         text = self.encoder.encode(prompts).to(self.device)
         z = sample_z(
             len(prompts), self.generator_net.z_dim, truncation, generator=generator, device=self.device
@@ -113,9 +113,11 @@ class GANPipeline:
             check_finite(images, "the generator's single pass")
         except NonFiniteOutputError as error:
             raise NonFiniteOutputError(f"GAN {self.checkpoint}: {error}") from None
-        return tensor_to_pil(images)
+        return images
 
-    def _check_unused(self, guidance_scale, num_steps, sampler, negative_prompt, prompts, repeat) -> None:
+    def _check_unused(
+        self, guidance_scale, num_steps, sampler, negative_prompt, thresholding, prompts, repeat
+    ) -> None:
         """Validate the diffusion-only arguments as DiffusionPipeline does, then warn they are ignored."""
         given = {
             "guidance_scale": None if guidance_scale is None else check_guidance(guidance_scale),
@@ -123,7 +125,8 @@ class GANPipeline:
             "sampler": None if sampler is None else check_sampler(sampler),
             "negative_prompt": None
             if negative_prompt is None
-            else DiffusionPipeline._negatives(negative_prompt, len(prompts) * repeat, repeat),
+            else repeat_negatives(negative_prompt, len(prompts) * repeat, repeat),
+            "thresholding": None if thresholding is None else check_thresholding(thresholding),
         }
         for name in NOT_FOR_GAN:
             if given[name] is not None and name not in self._warned:

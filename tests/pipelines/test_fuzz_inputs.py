@@ -26,8 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import imagegen
-from imagegen.cascade import pipeline as pipeline_module
+import imagegen.pipelines
 from imagegen.diffusion import SAMPLERS
+from imagegen.pipelines import loading as loading_module
 from imagegen.utils.integrity import HASHES_KEY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,9 +93,9 @@ def refusing_pipe(tiny_diffusion_checkpoint):
     pipe = imagegen.load_pipeline(tiny_diffusion_checkpoint, device="cpu")
     pipe._sample = _refuse_sampling
     key = (str(tiny_diffusion_checkpoint.resolve()), "cpu")
-    pipeline_module._LOADED[key] = pipe
+    loading_module._LOADED[key] = pipe
     yield pipe
-    del pipeline_module._LOADED[key]
+    del loading_module._LOADED[key]
 
 
 def test_a_valid_request_reaches_sampling(refusing_pipe, tiny_diffusion_checkpoint):
@@ -172,7 +173,7 @@ BAD_ARGUMENTS = st.one_of(
     st.tuples(st.just("prompt"), _bad_prompts()),
     st.tuples(st.just("negative_prompt"), _bad_prompts().filter(lambda v: v is not None)),  # None: default
     st.tuples(st.just("guidance_scale"), BAD_GUIDANCE),
-    st.tuples(st.just("num_images_per_prompt"), _bad_counts(pipeline_module.MAX_IMAGES_PER_CALL)),
+    st.tuples(st.just("num_images_per_prompt"), _bad_counts(imagegen.pipelines.base.MAX_IMAGES_PER_CALL)),
     st.tuples(st.just("num_steps"), _bad_counts(NUM_TIMESTEPS)),
     st.tuples(st.just("seed"), BAD_SEED),
     st.tuples(st.just("sampler"), BAD_SAMPLER),
@@ -430,7 +431,7 @@ def _cli_errors(capsys, main, argv: list[str]) -> str:
 def cli_pipe(refusing_pipe, tiny_diffusion_checkpoint):
     """The generate CLI loads the refusing pipeline for the tiny checkpoint (other paths and
     devices load for real)."""
-    real = pipeline_module.load_pipeline
+    real = imagegen.pipelines.load_pipeline
 
     def load(path=None, device=None):
         if path is not None and Path(path) == tiny_diffusion_checkpoint and device is None:
@@ -438,7 +439,7 @@ def cli_pipe(refusing_pipe, tiny_diffusion_checkpoint):
         return real(path, device=device)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipeline_module, "load_pipeline", load)
+        patch.setattr(imagegen.pipelines, "load_pipeline", load)
         yield refusing_pipe
 
 
@@ -465,7 +466,7 @@ def test_a_bad_generate_cli_prompt_is_one_error_line(cli_pipe, capsys, prompt):
 
 
 def _range_keys() -> list[tuple[str, float, float]]:
-    from imagegen.config import _RANGES
+    from imagegen.config.checks import _RANGES
 
     sections = ("train", "data", "text", "diffusion", "sample", "model")
     return [(f"{s}.{k}", low, high) for s in sections for k, (low, high) in _RANGES[s].items()]

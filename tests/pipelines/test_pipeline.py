@@ -154,3 +154,12 @@ def test_cli_writes_a_png_and_a_grid(run_dir, tmp_path, capsys):
     assert grid.width > 3 * 16 and grid.height > 2 * 16
     assert main(["x", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "y.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_trained_runs_weights_record_what_they_predict(run_dir, pipe):
+    import json
+
+    from imagegen.utils.runs import latest_checkpoint
+
+    saved = json.loads((latest_checkpoint(run_dir) / "ema" / "model" / "config.json").read_text())
+    assert saved["prediction_type"] == pipe.cfg.diffusion.prediction == pipe.model.config.prediction_type

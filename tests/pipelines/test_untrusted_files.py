@@ -78,7 +78,7 @@ def test_a_saved_architecture_that_does_not_fit_its_weights_names_the_folder(
 ):
     """A config.json / network.json within bounds but not the one the weights were saved with
     (hashes re-recorded): a CorruptCheckpointError naming the folder, not diffusers' or torch's
-    error that names neither (found by tests/cascade/test_fuzz_inputs.py)."""
+    error that names neither (found by tests/pipelines/test_fuzz_inputs.py)."""
     checkpoint = _copy(trained[objective], tmp_path)
     _edit_json(
         checkpoint / ("ema/model/config.json" if objective == "diffusion" else "ema/G/network.json"), edit

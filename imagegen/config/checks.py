@@ -1,0 +1,145 @@
+"""Value checks: a config that would train nonsense, or build an absurd network, fails here.
+
+`validate_config` runs on every config built from plain data (`config_from_dict`), so a run
+folder's config is checked when it is loaded; `check_trainable` adds what only training needs.
+No torch import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from imagegen.config.sections import ConfigError, RunConfig, UNetConfig
+
+MAX_GUIDANCE_SCALE = 100.0  # larger scales only saturate every pixel
+MAX_PARAMETERS = 4_000_000_000  # a rough count above this is a tampered or mistyped config
+_INF = float("inf")
+
+_RANGES: dict[str, dict[str, tuple[float, float]]] = {  # section -> field -> inclusive [low, high]
+    "train": {
+        "batch_size": (1, 65_536),
+        "grad_accum_steps": (1, 4096),
+        "max_steps": (1, 10**10),
+        "log_every": (1, _INF),
+        "checkpoint_every": (0, _INF),
+        "sample_every": (0, _INF),
+        "keep_last": (0, _INF),
+        "max_bad_steps": (1, _INF),
+        "warmup_steps": (0, _INF),
+        "max_minutes": (0, 10**7),
+        "grad_clip": (0, 10**6),
+        "lr": (1e-12, 10),
+        "weight_decay": (0, 10),
+        "ema_max_decay": (0, 1),
+        "ema_inv_gamma": (1e-12, 10**6),
+        "ema_power": (0, 10),
+    },
+    "data": {"resolution": (1, 4096), "length": (1, 10**10), "num_workers": (0, 256)},
+    "text": {"max_length": (1, 4096), "batch_size": (1, 65_536)},
+    "diffusion": {
+        "num_timesteps": (1, 100_000),
+        "cond_drop_prob": (0, 1),
+        "min_snr_gamma": (1e-6, 10**6),
+        "noise_offset": (0, 1),
+        "timestep_mean": (-10, 10),
+        "timestep_std": (1e-3, 10),
+    },
+    "sample": {
+        "num_steps": (1, 10_000),
+        "guidance_scale": (0, MAX_GUIDANCE_SCALE),
+        "threshold_percentile": (0.5, 1),
+        "aug_level": (0, 1),
+    },
+    "noise_aug": {"max_level": (0, 1)},
+    "model": {
+        "image_size": (1, 4096),
+        "in_channels": (1, 64),
+        "out_channels": (1, 64),
+        "head_dim": (1, 1024),
+        "text_dim": (1, 16_384),
+        "cond_dim": (1, 16_384),
+        "dropout": (0, 1),
+    },
+    "gan": {
+        "image_size": (8, 1024),
+        "z_dim": (1, 4096),
+        "lr_g": (1e-12, 10),
+        "lr_d": (1e-12, 10),
+        "ema_decay": (0, 1),
+        "truncation": (1e-6, 10**6),
+        "mismatch_weight": (0, 10**6),
+        "ma_gp_weight": (0, 10**6),
+        "ma_gp_power": (0, 100),
+        "r1_weight": (0, 10**6),
+        "contrastive_weight": (0, 10**6),
+    },
+}
+_LIST_ITEMS = {  # section -> per-level list field -> inclusive [low, high] of each entry
+    "model": {"channels": (1, 8192), "num_res_blocks": (0, 32)},
+    "gan": {"gen_channels": (1, 8192), "disc_channels": (1, 8192)},
+}
+MAX_LEVELS = 10
+
+
+def check_range(argument: str, value: Any, low: float, high: float) -> None:
+    """Raise ConfigError naming `argument` unless `value` is a finite number in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ConfigError(f"{argument}: expected a number in [{low:g}, {high:g}], got {value!r}")
+
+
+def _check_section(name: str, section: Any, label: str = "") -> None:
+    """Check one section against the `name` tables; errors say `label` (default `name`)."""
+    label = label or name
+    for key, (low, high) in _RANGES.get(name, {}).items():
+        check_range(f"{label}.{key}", getattr(section, key), low, high)
+    for key, (low, high) in _LIST_ITEMS.get(name, {}).items():
+        values = getattr(section, key)
+        if not 1 <= len(values) <= MAX_LEVELS:
+            raise ConfigError(f"{label}.{key}: expected 1 to {MAX_LEVELS} levels, got {len(values)}")
+        for i, value in enumerate(values):
+            check_range(f"{label}.{key}[{i}]", value, low, high)
+
+
+def _check_model_size(name: str, model: UNetConfig) -> None:
+    """Rough U-Net size (two 3x3 convolutions per res block) against MAX_PARAMETERS."""
+    levels = zip(model.channels, model.num_res_blocks)
+    estimate = sum(18 * channels**2 * (blocks + 1) for channels, blocks in levels)
+    if estimate > MAX_PARAMETERS:
+        raise ConfigError(
+            f"{name}.channels / num_res_blocks: about {estimate:.2e} parameters, over the "
+            f"{MAX_PARAMETERS:.0e} this package builds"
+        )
+
+
+def _check_run_name(run_name: str) -> None:
+    if run_name and (Path(run_name).name != run_name or run_name in (".", "..") or "\\" in run_name):
+        raise ConfigError(
+            f"train.run_name: {run_name!r} must be a plain folder name (no '/', '\\' or '..'): "
+            "runs are written under train.output_dir"
+        )
+
+
+def validate_config(cfg: RunConfig) -> RunConfig:
+    """Check every value against the ranges that train or generate something meaningful."""
+    for name in _RANGES:
+        _check_section(name, getattr(cfg, name))
+    _check_model_size("model", cfg.model)
+    for i, stage in enumerate(cfg.cascade.stages):
+        for name in ("model", "sample", "noise_aug"):
+            _check_section(name, getattr(stage, name), f"cascade.stages[{i}].{name}")
+        _check_model_size(f"cascade.stages[{i}].model", stage.model)
+    _check_run_name(cfg.train.run_name)
+    return cfg
+
+
+def check_trainable(cfg: RunConfig) -> RunConfig:
+    """Checks that only training needs (a finished run that fails them still generates): a
+    diffusion base stage trains at its model's size."""
+    base_stage = cfg.train.objective == "diffusion" and not cfg.model.lowres_cond
+    if base_stage and cfg.data.resolution != cfg.model.image_size:
+        raise ConfigError(
+            f"data.resolution is {cfg.data.resolution} but model.image_size is {cfg.model.image_size} "
+            "(resolution mismatch): a diffusion base stage trains at its model's size"
+        )
+    return validate_config(cfg)
