@@ -66,14 +66,13 @@ def build_text_encoder(text: TextConfig, device: str | torch.device = "cpu"):
 
 
 def open_text_cache(text: TextConfig, identity: dict[str, Any], root: str | Path | None = None):
-    """The embedding cache for one encoder identity: its own subfolder of text.cache_dir, so that
-    switching encoders or max_length never meets (or wipes) another encoder's cache."""
+    """The embedding cache for one encoder identity under text.cache_dir (the layout of
+    `imagegen.text.cache.cache_folder`, the same as `EmbeddingCache.for_encoder`)."""
     from imagegen.text import EmbeddingCache
 
     if text.cache_dtype not in CACHE_DTYPES:
         raise ValueError(f"text.cache_dtype: {text.cache_dtype!r}; allowed: {', '.join(CACHE_DTYPES)}")
-    name = f"{identity['kind']}-{identity['fingerprint']}-L{identity['max_length']}-{text.cache_dtype}"
-    return EmbeddingCache(Path(root or text.cache_dir) / name, identity, dtype=CACHE_DTYPES[text.cache_dtype])
+    return EmbeddingCache.for_identity(root or text.cache_dir, identity, dtype=CACHE_DTYPES[text.cache_dtype])
 
 
 def build_unet(model: UNetConfig, text_dim: int, prediction: str | None = None) -> nn.Module:

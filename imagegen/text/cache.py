@@ -95,6 +95,14 @@ def _pack(encoding: TextEncoding, dtype: torch.dtype) -> tuple[Tensor, list[int]
     return tokens, lengths.tolist(), encoding.pooled.to("cpu", dtype)
 
 
+def cache_folder(root: str | Path, identity: dict[str, Any], dtype: torch.dtype | str) -> Path:
+    """The one cache layout: each encoder identity (kind, fingerprint, max_length) and dtype has
+    its own subfolder of `root`, so switching encoders or max_length never meets (or wipes)
+    another encoder's cache."""
+    dtype_name = str(_as_dtype(dtype)).removeprefix("torch.")
+    return Path(root) / f"{identity['kind']}-{identity['fingerprint']}-L{identity['max_length']}-{dtype_name}"
+
+
 class EmbeddingCache:
     """Text embeddings of captions for one encoder identity, stored under `root`.
 
@@ -127,8 +135,20 @@ class EmbeddingCache:
         dtype: torch.dtype | str = torch.float16,
         rebuild: bool = False,
     ) -> EmbeddingCache:
-        """The cache of `encoder` (its `identity`) under `root`."""
-        return cls(root, encoder.identity, dtype=dtype, rebuild=rebuild)
+        """The cache of `encoder` (its `identity`) in its own subfolder of `root`
+        (`cache_folder`): the folder the trainer uses for `text.cache_dir=root`."""
+        return cls.for_identity(root, encoder.identity, dtype=dtype, rebuild=rebuild)
+
+    @classmethod
+    def for_identity(
+        cls,
+        root: str | Path,
+        identity: dict[str, Any],
+        dtype: torch.dtype | str = torch.float16,
+        rebuild: bool = False,
+    ) -> EmbeddingCache:
+        """The cache of one encoder identity in its own subfolder of `root` (`cache_folder`)."""
+        return cls(cache_folder(root, identity, dtype), identity, dtype=dtype, rebuild=rebuild)
 
     # ---- opening ------------------------------------------------------------------------
 

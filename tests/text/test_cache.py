@@ -30,9 +30,25 @@ def test_float32_cache_is_bit_identical_to_encode_even_after_reopen(encoder, tmp
     assert cache.build(CAPTIONS, encoder) == len(CAPTIONS)
     direct = encoder.encode(CAPTIONS)
     _assert_same(cache.lookup(CAPTIONS), direct)
-    reopened = EmbeddingCache(tmp_path, encoder.identity, dtype="float32")
+    reopened = EmbeddingCache(cache.root, encoder.identity, dtype="float32")
     assert len(reopened) == len(CAPTIONS)
     _assert_same(reopened.lookup(CAPTIONS[::-1]), direct[list(range(len(CAPTIONS)))[::-1]])
+
+
+def test_the_documented_opener_finds_the_trainers_cache(encoder, tmp_path):
+    """`EmbeddingCache.for_encoder(root)` (docs/text.md) and the trainer's
+    `factory.open_text_cache` (text.cache_dir=root) open one folder: nothing is re-encoded."""
+    from imagegen import factory
+    from imagegen.config import TextConfig
+
+    for dtype in ("float16", "float32"):
+        trainers = factory.open_text_cache(TextConfig(cache_dtype=dtype), encoder.identity, root=tmp_path)
+        trainers.build(CAPTIONS, encoder, progress=False)
+        documented = EmbeddingCache.for_encoder(tmp_path, encoder, dtype=dtype)
+        assert documented.root == trainers.root and documented.root.parent == tmp_path
+        assert len(documented) == len(CAPTIONS)
+        assert documented.build(CAPTIONS, encoder, progress=False) == 0
+        _assert_same(documented.lookup(CAPTIONS), trainers.lookup(CAPTIONS))
 
 
 def test_float16_cache_equals_the_direct_encoding_cast(encoder, tmp_path):
@@ -45,11 +61,11 @@ def test_incremental_build_encodes_only_new_captions(encoder, tmp_path):
     cache = EmbeddingCache.for_encoder(tmp_path, encoder, dtype=torch.float32)
     cache.build(CAPTIONS, encoder)
     before = cache.lookup(CAPTIONS)
-    shards_before = sorted(tmp_path.glob("shard-*.safetensors"))
+    shards_before = sorted(cache.root.glob("shard-*.safetensors"))
     assert cache.build(MORE, encoder) == 2  # "a red circle" is cached already
     assert cache.build(CAPTIONS + MORE, encoder) == 0
     assert len(cache) == len(CAPTIONS) + 2
-    assert len(sorted(tmp_path.glob("shard-*.safetensors"))) == len(shards_before) + 1
+    assert len(sorted(cache.root.glob("shard-*.safetensors"))) == len(shards_before) + 1
     _assert_same(cache.lookup(CAPTIONS), before)
     new = ["a yellow triangle", "three orange diamonds to the left of a square"]
     _assert_same(cache.lookup(new), encoder.encode(new))
@@ -67,7 +83,7 @@ def test_small_shards_and_a_second_process_view(encoder, tmp_path):
     writer = EmbeddingCache.for_encoder(tmp_path, encoder, dtype=torch.float32)
     reader = EmbeddingCache.for_encoder(tmp_path, encoder, dtype=torch.float32)
     writer.build(CAPTIONS, encoder, shard_size=2)
-    assert len(list(tmp_path.glob("shard-*.safetensors"))) == 3
+    assert len(list(writer.root.glob("shard-*.safetensors"))) == 3
     assert len(reader) == 0
     _assert_same(reader.lookup(CAPTIONS), writer.lookup(CAPTIONS))  # re-reads shards on a miss
 
@@ -81,7 +97,7 @@ def test_missing_caption_raises_key_error_naming_it(encoder, tmp_path):
 
 
 def test_other_identity_or_dtype_is_refused_with_the_differing_keys(encoder, tmp_path):
-    EmbeddingCache.for_encoder(tmp_path, encoder).build(CAPTIONS, encoder)
+    EmbeddingCache(tmp_path, encoder.identity).build(CAPTIONS, encoder)
     other = {**encoder.identity, "max_length": 16, "fingerprint": "0123"}
     with pytest.raises(CacheMismatchError) as caught:
         EmbeddingCache(tmp_path, other)
@@ -101,11 +117,11 @@ def test_build_with_another_encoder_is_refused(encoder, tiny_clip_dir, tmp_path)
 
 
 def test_rebuild_wipes_a_mismatched_cache(encoder, tiny_clip_dir, tmp_path, caplog):
-    EmbeddingCache.for_encoder(tmp_path, encoder).build(CAPTIONS, encoder)
+    EmbeddingCache(tmp_path, encoder.identity).build(CAPTIONS, encoder)
     (tmp_path / "notes.txt").write_text("not ours")
     clip = build_text_encoder("clip", str(tiny_clip_dir), max_length=12)
     with caplog.at_level(logging.WARNING, logger="imagegen.text.cache"):
-        cache = EmbeddingCache.for_encoder(tmp_path, clip, rebuild=True)
+        cache = EmbeddingCache(tmp_path, clip.identity, rebuild=True)
     assert "wiping" in caplog.text
     assert len(cache) == 0 and not list(tmp_path.glob("shard-*"))
     assert (tmp_path / "notes.txt").exists()
@@ -117,7 +133,7 @@ def test_rebuild_wipes_a_mismatched_cache(encoder, tiny_clip_dir, tmp_path, capl
 def test_folder_holds_only_json_and_safetensors(encoder, tmp_path):
     from safetensors import safe_open
 
-    EmbeddingCache.for_encoder(tmp_path, encoder).build(CAPTIONS, encoder, shard_size=3)
+    EmbeddingCache(tmp_path, encoder.identity).build(CAPTIONS, encoder, shard_size=3)
     names = sorted(path.name for path in tmp_path.iterdir())
     assert names[0] == "identity.json" and all(name.endswith(".safetensors") for name in names[1:])
     with safe_open(str(tmp_path / names[1]), framework="pt") as handle:
