@@ -161,6 +161,12 @@ def train_run(args) -> Path:
     return train(cfg).run_dir
 
 
+def _label(path: Path) -> str:
+    """The run's name, plus the curve file's name when it is not curve.json (another scoring)."""
+    name = Path(json.loads(path.read_text())["run"]).name
+    return name if path.name == "curve.json" else f"{name} ({path.stem.removeprefix('curve-')})"
+
+
 def plot(paths: list[Path], out: Path) -> None:
     """One panel per figure present, every curve against training minutes; a table on stdout."""
     import matplotlib
@@ -168,7 +174,7 @@ def plot(paths: list[Path], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = {Path(json.loads(p.read_text())["run"]).name: json.loads(p.read_text())["points"] for p in paths}
+    curves = {_label(p): json.loads(p.read_text())["points"] for p in paths}
     present = [f for f in FIGURES if any(f in point for pts in curves.values() for point in pts)]
     fig, axes = plt.subplots(1, len(present), figsize=(4 * len(present), 3.5), squeeze=False)
     for ax, figure in zip(axes[0], present):
