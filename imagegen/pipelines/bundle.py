@@ -119,6 +119,8 @@ def export_bundle(
     """Export a diffusion run or checkpoint (its EMA weights) into the bundle folder `out`, written
     under a temporary name and renamed into place; returns its trainer.json. ValueError when the
     checkpoint is no diffusion run or the folder would exceed MAX_BUNDLE_BYTES."""
+    if not Path(checkpoint).exists():
+        raise FileNotFoundError(f"checkpoint: {checkpoint} does not exist")
     source = resolve_checkpoint(Path(checkpoint))  # a path (verified against its own hashes)
     state = read_checked_json(source / "trainer.json")
 

@@ -139,6 +139,8 @@ def test_export_writes_float16_weights_that_sample_like_the_float32_source(
     with pytest.raises(ValueError, match="only a diffusion run bundles"):
         export_bundle(tiny_gan_checkpoint, tmp_path / "gan", check_prompts=())
     assert not (tmp_path / "gan").exists() and not (tmp_path / "gan.tmp").exists()
+    with pytest.raises(FileNotFoundError, match="^checkpoint: .* does not exist"):
+        export_bundle(tmp_path / "nowhere", tmp_path / "none", check_prompts=())
 
 
 def test_the_bundled_model_recorded_how_close_float16_samples_are_to_float32():
