@@ -7,6 +7,7 @@ path and a one-line quality summary. Extra arguments are config overrides:
 
     python -m imagegen.cli.demo --set train.max_minutes=2
     python -m imagegen.cli.demo --model runs/RUN      # no training: score an existing run (GAN too)
+    python -m imagegen.cli.demo --model default       # the bundled model (grid under runs/demo-default/)
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from imagegen.pipelines import load_pipeline
     from imagegen.training.trainer import train
     from imagegen.utils.images import make_grid
+    from imagegen.utils.runs import DEFAULT_RUNS_DIR, is_checkpoint
 
     if args.model is None:
         cfg = load_config(DEMO_CONFIG, args.overrides)
@@ -55,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if summary is None:
         cfg, run_dir = pipe.cfg, pipe.checkpoint.parent.parent
+        if not is_checkpoint(pipe.checkpoint):  # the bundled model: never write into the package
+            run_dir = DEFAULT_RUNS_DIR / f"demo-{pipe.checkpoint.name}"
+            run_dir.mkdir(parents=True, exist_ok=True)
         steps, minutes = json.loads((pipe.checkpoint / "trainer.json").read_text())["step"], None
     from imagegen.evaluation.single_objects import describe, evaluate_single_objects
 

@@ -18,7 +18,11 @@ from pathlib import Path
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m imagegen.eval", description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="run directory, checkpoint or cascade folder (load_pipeline)")
+    source.add_argument(
+        "--model",
+        help="run directory, checkpoint or cascade folder (load_pipeline); 'default' = the bundled "
+        "model, 'latest' = the newest run under runs/",
+    )
     source.add_argument("--images", help="score existing images instead (named <prompt index>_<sample>.png)")
     prompts = parser.add_mutually_exclusive_group(required=True)
     prompts.add_argument("--prompts", action="append", help="JSONL prompt file, repeatable")

@@ -2,7 +2,9 @@
 
 One command for every kind of model: a diffusion run, a GAN run, a checkpoint folder or a cascade
 folder. One prompt and one image: the PNG itself. Several prompts or `--num-images` > 1: one
-labelled grid (rows = prompts). With no `--model`, the newest run under runs/ is used, and named.
+labelled grid (rows = prompts). With no `--model` (or `--model default`) the bundled model is
+used (a Shapes base 32 px stage shipped with the package); `--model latest` is the newest run under
+runs/. The model used is printed.
 
     python -m imagegen.generate "a red circle" --model runs/shapes-cascade --set sr64.num_steps=10
     python -m imagegen.generate "a red circle" --model runs/shapes-cascade --stop-after base32
@@ -20,7 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m imagegen.generate", description=__doc__.split("\n")[0])
     parser.add_argument("prompts", nargs="+", help='one or more prompts ("" = unconditional)')
     parser.add_argument(
-        "--model", default=None, help="run directory, checkpoint or cascade folder (default: newest run)"
+        "--model",
+        default=None,
+        help="run directory, checkpoint or cascade folder; 'latest' = the newest run under runs/ "
+        "(default: the bundled model, also called 'default')",
     )
     parser.add_argument("--out", default="out.png", help="output PNG (default: out.png)")
     parser.add_argument("--num-images", type=int, default=1, help="images per prompt")

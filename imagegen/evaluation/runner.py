@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from tqdm.auto import tqdm
 
 from imagegen.data.prompts import load_prompt_file, write_prompt_suites
 from imagegen.evaluation.scorer import score
@@ -160,12 +161,15 @@ def generate(
     settings = settings or SamplingSettings()
     per_call = max(1, batch_size // images_per_prompt)
     images: list[list[Image.Image]] = []
+    bar = tqdm(total=len(prompts) * images_per_prompt, desc="eval: sampling", unit="img", dynamic_ncols=True)
     for chunk, start in enumerate(range(0, len(prompts), per_call)):
         part = list(prompts[start : start + per_call])
         out = call_pipeline(pipe, part, settings, seed + chunk, images_per_prompt)
         if len(out) != len(part) * images_per_prompt:
             raise ValueError(f"pipeline returned {len(out)} images for {len(part)} x {images_per_prompt}")
         images += [out[i * images_per_prompt : (i + 1) * images_per_prompt] for i in range(len(part))]
+        bar.update(len(out))
+    bar.close()
     return images
 
 

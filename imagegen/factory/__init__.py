@@ -210,7 +210,8 @@ def check_architecture(source: Path, config: dict[str, Any]) -> dict[str, Any]:
 
 def load_unet(folder: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """An EfficientUNet saved with save_pretrained, from safetensors only (diffusers would fall back
-    to a pickled `diffusion_pytorch_model.bin`), its config.json bounded first."""
+    to a pickled `diffusion_pytorch_model.bin`), its config.json bounded first. Always float32,
+    whatever the file stores (the bundled model is stored in float16 to halve its size)."""
     from imagegen.models import EfficientUNet
     from imagegen.utils.integrity import read_checked_json
 
@@ -221,7 +222,7 @@ def load_unet(folder: str | Path, device: str | torch.device = "cpu") -> nn.Modu
     config = read_checked_json(folder / "config.json")
     check_architecture(folder / "config.json", {k: v for k, v in config.items() if not k.startswith("_")})
     try:
-        model = EfficientUNet.from_pretrained(str(folder), use_safetensors=True)
+        model = EfficientUNet.from_pretrained(str(folder), use_safetensors=True, torch_dtype=torch.float32)
     except BUILD_ERRORS as error:
         raise _mismatch(folder, "config.json", error) from None
     return model.to(device).eval()

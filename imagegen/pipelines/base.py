@@ -14,10 +14,12 @@ images and output types. Checkpoint resolution and "the newest run" live one lay
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from imagegen.config import MAX_GUIDANCE_SCALE
 from imagegen.data.transforms import pil_to_tensor, to_rgb
@@ -42,6 +44,7 @@ __all__ = [
     "check_thresholding",
     "lowres_tensor",
     "make_generator",
+    "sample_batches",
     "newest_run",
     "normalize_prompts",
     "repeat_negatives",
@@ -249,6 +252,16 @@ def lowres_tensor(lowres_image: Any, num_prompts: int, repeat: int) -> torch.Ten
 # ------------------------------------------------------------------------------------------------
 # Shared pieces of a call
 # ------------------------------------------------------------------------------------------------
+
+
+def sample_batches(count: int, desc: str = "sampling") -> Iterator[slice]:
+    """Slices of at most SAMPLE_BATCH over `count` images (bounded memory whatever the request),
+    with a progress bar on stderr (tqdm, one tick per batch) when there is more than one batch."""
+    starts = range(0, count, SAMPLE_BATCH)
+    for start in tqdm(
+        starts, desc=desc, unit="batch", disable=len(starts) <= 1, leave=False, dynamic_ncols=True
+    ):
+        yield slice(start, start + SAMPLE_BATCH)
 
 
 def make_generator(seed: int | None, device: torch.device) -> torch.Generator:

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from imagegen import factory
 from imagegen.cascade.manifest import MODEL_DIR, SAMPLE_KEYS, Manifest, StageEntry, read_manifest
@@ -251,7 +252,8 @@ class CascadePipeline:
         null = self.encoder.encode(negatives).to(self.device)
         base_seed = seed if seed is not None else int(torch.randint(0, 2**62, ()).item())
         images = lowres
-        for index in range(first, last + 1):
+        stages = range(first, last + 1)  # a bar, one tick per stage, when there are several
+        for index in tqdm(stages, desc="cascade", unit="stage", disable=len(stages) <= 1, leave=False):
             stage = self.stages[index]
             generator = torch.Generator(device=self.device).manual_seed((base_seed + index) % 2**63)
             try:

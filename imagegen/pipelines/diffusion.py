@@ -23,7 +23,6 @@ from imagegen import factory
 from imagegen.config import RunConfig, SampleConfig, read_saved_config, stage_sample_config
 from imagegen.diffusion import NonFiniteOutputError, sample_stage
 from imagegen.pipelines.base import (
-    SAMPLE_BATCH,
     check_count,
     check_guidance,
     check_images,
@@ -36,6 +35,7 @@ from imagegen.pipelines.base import (
     normalize_prompts,
     repeat_negatives,
     resolve_device,
+    sample_batches,
     to_output,
 )
 from imagegen.pipelines.fast_sampling import sampling_network
@@ -115,8 +115,7 @@ class DiffusionPipeline:
         negatives = repeat_negatives(negative_prompt, len(prompts), num_images_per_prompt)
         generator = make_generator(seed, self.device)
         images = []
-        for start in range(0, len(prompts), SAMPLE_BATCH):  # bounded memory whatever the request
-            piece = slice(start, start + SAMPLE_BATCH)
+        for piece in sample_batches(len(prompts), f"sampling {self.cfg.stage}"):  # a bar when > 1 batch
             batch_negatives = negatives if len(negatives) == 1 else negatives[piece]
             batch_lowres = None if lowres is None else lowres[piece]
             images.append(self._sample(prompts[piece], batch_negatives, settings, generator, batch_lowres))

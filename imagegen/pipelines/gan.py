@@ -29,7 +29,6 @@ from imagegen.config import RunConfig, read_saved_config
 from imagegen.diffusion import NonFiniteOutputError, check_finite
 from imagegen.gan import sample_z
 from imagegen.pipelines.base import (
-    SAMPLE_BATCH,
     check_count,
     check_guidance,
     check_images,
@@ -41,6 +40,7 @@ from imagegen.pipelines.base import (
     normalize_prompts,
     repeat_negatives,
     resolve_device,
+    sample_batches,
     to_output,
 )
 
@@ -97,8 +97,8 @@ class GANPipeline:
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
         generator = make_generator(seed, self.device)
         images = []
-        for start in range(0, len(prompts), SAMPLE_BATCH):  # bounded memory whatever the request
-            images.append(self._draw(prompts[start : start + SAMPLE_BATCH], truncation, generator))
+        for piece in sample_batches(len(prompts), "sampling GAN"):  # a bar when > 1 batch
+            images.append(self._draw(prompts[piece], truncation, generator))
         return to_output(torch.cat(images), output_type)
 
     def _draw(self, prompts: list[str], truncation: float, generator: torch.Generator) -> torch.Tensor:

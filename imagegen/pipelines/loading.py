@@ -5,8 +5,10 @@
     images = imagegen.generate(["a red circle", "two blue squares"], num_images_per_prompt=4)
 
 `path` may be a run directory (its newest intact checkpoint is used), one checkpoint folder, a
-cascade folder (manifest.json), or None (the newest run under `runs/`, and the pipeline says
-which). A checkpoint's `train.objective` picks the pipeline: diffusion or GAN.
+cascade folder (manifest.json), None or "default" (the bundled model that ships with the package:
+imagegen/assets/default, a Shapes base 32 px stage) or "latest" (the newest run under `runs/`).
+Which folder a name meant is logged once. A checkpoint's `train.objective` picks the pipeline:
+diffusion or GAN.
 """
 
 from __future__ import annotations
@@ -24,16 +26,18 @@ from imagegen.pipelines.base import Pipeline, check_guidance, check_images, chec
 from imagegen.pipelines.cascade import CascadePipeline
 from imagegen.pipelines.diffusion import DiffusionPipeline
 from imagegen.pipelines.gan import GANPipeline
-from imagegen.utils.runs import resolve_checkpoint
+from imagegen.utils.runs import model_folder, resolve_checkpoint
 
 log = logging.getLogger("imagegen.generate")
 
 
 def load_pipeline(path: str | Path | None = None, device: str | torch.device | None = None) -> Pipeline:
-    """Load a run, checkpoint or cascade folder (manifest.json) for repeated generation."""
-    if is_cascade_folder(path):
-        return CascadePipeline(path, device=device)
-    return open_checkpoint(resolve_checkpoint(path), device=device)
+    """Load a run, checkpoint or cascade folder (manifest.json), or the model a name stands for
+    (None / "default": the bundled model; "latest": the newest run), for repeated generation."""
+    folder = model_folder(path)
+    if is_cascade_folder(folder):
+        return CascadePipeline(folder, device=device)
+    return open_checkpoint(resolve_checkpoint(folder), device=device)
 
 
 def open_checkpoint(checkpoint: Path, device: str | torch.device | None = None) -> Pipeline:
@@ -55,8 +59,9 @@ _LOADED: dict[tuple[str, str], Pipeline] = {}
 
 def _loaded(model: str | Path | None, device: str | None) -> tuple[str, Pipeline]:
     """The pipeline of `model` on `device`, loaded on first use and kept for later calls."""
-    cascade = is_cascade_folder(model)
-    key = (str((Path(model) if cascade else resolve_checkpoint(model)).resolve()), str(device))
+    folder = model_folder(model)
+    cascade = is_cascade_folder(folder)
+    key = (str((folder if cascade else resolve_checkpoint(folder)).resolve()), str(device))
     if key not in _LOADED:
         path = Path(key[0])
         _LOADED[key] = CascadePipeline(path, device=device) if cascade else open_checkpoint(path, device)
@@ -82,7 +87,8 @@ def generate(
     (1 = conditional only; None = the run's `sample.guidance_scale`, or each stage's default for a
     cascade); `num_steps`/`sampler` default to the run's `sample` config; `negative_prompt`
     replaces the unconditional branch;
-    `model`: run dir, checkpoint, cascade folder, or None for the newest run under runs/.
+    `model`: run dir, checkpoint, cascade folder; None or "default" for the bundled model (a
+    Shapes base 32 px stage shipped with the package); "latest" for the newest run under runs/.
     `options`: `thresholding`, `output_type`, `lowres_image` (cascades and super-resolution runs);
     for cascade folders also `stage_overrides`, `stop_after` (see `CascadePipeline.__call__`).
     `truncation` (GAN runs only; None = the run's gan.truncation): a diffusion model ignores it
@@ -95,7 +101,7 @@ def generate(
         check_guidance(guidance_scale)
     check_seed(seed)
     cascade_only = sorted({"stage_overrides", "stop_after"} & set(options))
-    if cascade_only and not is_cascade_folder(model):
+    if cascade_only and not is_cascade_folder(model_folder(model)):
         raise ValueError(f"{cascade_only}: only a cascade folder (with manifest.json) takes these")
     name, pipe = _loaded(model, device)
     if isinstance(pipe, GANPipeline):

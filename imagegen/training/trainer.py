@@ -23,7 +23,6 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, broadcast_object_list
-from tqdm.auto import tqdm
 
 from imagegen.config import RunConfig, check_trainable, dump_config, save_config
 from imagegen.nn.precision import resolve_mixed_precision
@@ -33,6 +32,7 @@ from imagegen.training.data import DataPosition, ShardedBatchSampler, make_loade
 from imagegen.training.ema import EMA
 from imagegen.training.fast import StepGuard, adamw_options, compile_network, prepare_network
 from imagegen.training.logs import RunLogger
+from imagegen.training.progress import TrainProgress
 from imagegen.training.resume import check_resumable, find_resume, new_run_dir, resume_candidates
 from imagegen.utils.integrity import HASHES_KEY, hash_folder
 
@@ -351,12 +351,9 @@ class Trainer:
         started, start_step = time.time(), self.step
         last_saved = self.step if self.resume_from is not None else -1
         grid, last_loss = None, float("nan")
-        bar = tqdm(
-            total=cfg.train.max_steps,
-            initial=self.step,
-            disable=not self.is_main,
-            desc="train",
-            dynamic_ncols=True,
+        # steps or minutes, whichever limit will stop the run first (training/progress.py)
+        bar = self.progress = TrainProgress(
+            cfg.train.max_steps, cfg.train.max_minutes, self.step, disable=not self.is_main
         )
         while not self._should_stop(started, stop_at):
             logs = self.train_step()
@@ -365,7 +362,7 @@ class Trainer:
                 continue
             self.consecutive_bad = 0
             self.step += 1
-            bar.update(1)
+            bar.update(self.step, time.time() - started)
             if self.step % cfg.train.log_every == 0 or self.step == 1:
                 if cfg.speed.sync_free_step:
                     self._read_guards(last_saved)

@@ -93,6 +93,28 @@ def _check_yaml(path: Path) -> None:
 GENERATION_FILES = ("config.yaml", "ema/")  # what generation reads (state/ may be left out of a copy)
 
 
+def verify_bundle(folder: Path) -> dict[str, Any]:
+    """Check a bundled model folder (`python -m imagegen.bundle`): its trainer.json must record a
+    hash for every file, and the folder must hold exactly those files with those hashes (a
+    missing, extra or changed file raises CorruptCheckpointError naming it)."""
+    state = read_checked_json(folder / "trainer.json")
+    recorded = state.get(HASHES_KEY)
+    if not isinstance(recorded, dict) or not recorded:
+        raise CorruptCheckpointError(f"{folder / 'trainer.json'}: records no file hashes")
+    found = hash_folder(folder)
+    for name in sorted(set(recorded) | set(found)):
+        if name not in found:
+            raise CorruptCheckpointError(f"{folder / name}: missing")
+        if name not in recorded:
+            raise CorruptCheckpointError(f"{folder / name}: not part of the bundle (no recorded hash)")
+        if found[name] != recorded[name]:
+            raise CorruptCheckpointError(
+                f"{folder / name}: content hash differs from the one recorded at export"
+            )
+    _check_yaml(folder / "config.yaml")
+    return state
+
+
 def verify_checkpoint(checkpoint: Path, parts: tuple[str, ...] = ()) -> dict[str, Any]:
     """Check a `checkpoint-N` folder, or only its files whose relative path starts with one of
     `parts`; return its trainer state or raise CorruptCheckpointError naming the bad file."""

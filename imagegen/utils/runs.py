@@ -1,5 +1,6 @@
 """Where a run keeps its checkpoints, shared by the trainer (writes, resumes) and the pipelines
-and `imagegen.cascade assemble` (read): checkpoint names, the newest run, checkpoint resolution.
+and `imagegen.cascade assemble` (read): checkpoint names, the newest run, checkpoint resolution,
+and the model names `"default"` (the bundled model, package data) and `"latest"` (the newest run).
 
 A checkpoint is complete exactly when its folder is named `checkpoint-N`: the trainer writes it
 under a temporary name and renames it into place as the last act (training/checkpoint.py).
@@ -18,6 +19,11 @@ log = logging.getLogger("imagegen.runs")
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 CHECKPOINTS_DIR = "checkpoints"
 DEFAULT_RUNS_DIR = Path("runs")  # where `python -m imagegen.train` writes runs by default
+# The model that ships with the package (imagegen/assets/, written by `python -m imagegen.bundle`):
+# what `generate` and `load_pipeline` use when given no model, or model="default".
+BUNDLED_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "default"
+DEFAULT_MODEL = "default"
+LATEST_MODEL = "latest"  # the newest run under runs/: used only when asked for by name
 
 
 def checkpoint_name(step: int) -> str:
@@ -81,17 +87,65 @@ def newest_run(runs_dir: str | Path = DEFAULT_RUNS_DIR) -> Path:
     return runs[0]
 
 
-def resolve_checkpoint(path: str | Path | None) -> Path:
-    """A run dir (its newest intact checkpoint), a checkpoint folder (verified, no fallback), or
-    None (the newest run under runs/, named in a warning) -> a checkpoint folder holding what
-    generation reads. FileNotFoundError / CorruptCheckpointError name what is missing or bad."""
-    from imagegen.utils.integrity import GENERATION_FILES, CorruptCheckpointError, verify_checkpoint
+_SAID: set[str] = set()  # which model a name resolved to is said once per process
 
-    if path is None:
-        run = newest_run()
-        log.warning("no model given: using the newest run, %s", run)
-        path = run
-    path = Path(path)
+
+def _say_once(message: str) -> None:
+    if message not in _SAID:
+        _SAID.add(message)
+        log.warning(message)
+
+
+def describe_bundled_model() -> str:
+    """One line naming the bundled model: its folder and, from its trainer.json, what it is."""
+    from imagegen.utils.integrity import read_checked_json
+
+    about = read_checked_json(BUNDLED_MODEL_DIR / "trainer.json").get("bundle", {})
+    return f"{BUNDLED_MODEL_DIR} ({about.get('summary', 'no description')})"
+
+
+def model_folder(model: str | Path | None) -> Path:
+    """The folder a `model` argument names: None or "default" -> the bundled model; "latest" ->
+    the newest run under runs/ (FileNotFoundError naming `model` when there is none); anything
+    else is a path (a folder literally called default or latest: write ./default). Which folder a
+    name meant is logged once per process."""
+    if model is None or (isinstance(model, str) and model == DEFAULT_MODEL):
+        given = "no model given" if model is None else f'model="{DEFAULT_MODEL}"'
+        _say_once(f"{given}: using the bundled default model, {describe_bundled_model()}")
+        return BUNDLED_MODEL_DIR
+    if isinstance(model, str) and model == LATEST_MODEL:
+        try:
+            run = newest_run()
+        except FileNotFoundError as error:
+            raise FileNotFoundError(
+                f'model="{LATEST_MODEL}": {error}; with no model (or model="{DEFAULT_MODEL}") the '
+                "bundled model is used"
+            ) from None
+        _say_once(f'model="{LATEST_MODEL}": using the newest run, {run}')
+        return run
+    if not isinstance(model, (str, Path)):
+        raise ValueError(
+            f'model: expected a path, "{DEFAULT_MODEL}", "{LATEST_MODEL}" or None, got {model!r:.100}'
+        )
+    return Path(model)
+
+
+def resolve_checkpoint(path: str | Path | None) -> Path:
+    """A run dir (its newest intact checkpoint), a checkpoint folder (verified, no fallback), the
+    bundled model (None or "default": every file checked against its recorded hash) or "latest"
+    (the newest run under runs/) -> a checkpoint folder holding what generation reads.
+    FileNotFoundError / CorruptCheckpointError name what is missing or bad."""
+    from imagegen.utils.integrity import (
+        GENERATION_FILES,
+        CorruptCheckpointError,
+        verify_bundle,
+        verify_checkpoint,
+    )
+
+    path = model_folder(path)
+    if path == BUNDLED_MODEL_DIR:
+        verify_bundle(path)
+        return path
     if is_checkpoint(path) or (path / "trainer.json").is_file():
         verify_checkpoint(path, GENERATION_FILES)  # named explicitly: no fallback; names the bad file
         return path

@@ -178,6 +178,13 @@ def test_generate_chunks_prompts_and_seeds_each_chunk(suites):
     )
 
 
+def test_generate_shows_a_bar_counting_images(suites, capsys):
+    records = load_records([suites["single"]])
+    generate(RenderingPipe(records), [r.prompt for r in records], images_per_prompt=2, seed=10, batch_size=4)
+    bar = capsys.readouterr().err
+    assert "eval: sampling" in bar and "12/12" in bar and "img" in bar
+
+
 def test_call_pipeline_passes_only_given_settings_and_restores_thresholding(suites):
     records = load_records([suites["single"]])
     pipe = RenderingPipe(records)

@@ -62,6 +62,14 @@ def test_a_large_request_is_sampled_in_bounded_chunks(pipe, monkeypatch):
     assert len(images) == 40 and max(batches) == 2 * SAMPLE_BATCH and sum(batches) == 2 * 40
 
 
+def test_a_request_of_several_batches_shows_a_bar_and_one_batch_none(pipe, capsys):
+    pipe("a red circle", num_images_per_prompt=17, num_steps=1, seed=3)  # 16 + 1: two batches
+    bar = capsys.readouterr().err
+    assert "sampling base" in bar and "2/2" in bar and "batch" in bar
+    pipe("a red circle", num_images_per_prompt=16, num_steps=1, seed=3)
+    assert "sampling" not in capsys.readouterr().err
+
+
 def _poison(folder: Path, weights_file: str) -> None:
     """Weights with a valid header and NaN data, hashes re-recorded (so only sampling can tell)."""
     path = folder / weights_file

@@ -96,17 +96,32 @@ def test_bad_arguments_raise_value_errors_naming_them(run_dir, kwargs, argument)
         imagegen.generate(model=run_dir, device="cpu", **kwargs)
 
 
-def test_no_model_uses_the_newest_run_and_says_which(run_dir, monkeypatch, caplog):
+def test_latest_is_the_newest_run_and_says_which_once(run_dir, monkeypatch, caplog):
+    from imagegen.utils import runs
+
+    monkeypatch.setattr(runs, "_SAID", set())
     monkeypatch.chdir(run_dir.parent.parent)  # holds runs/tiny
-    images = imagegen.generate("a green star", num_steps=2, device="cpu")
-    assert len(images) == 1
-    assert "newest run" in caplog.text and "tiny" in caplog.text
+    for _ in range(2):
+        images = imagegen.generate("a green star", num_steps=2, device="cpu", model="latest")
+    assert len(images) == 1 and images[0].size == (16, 16)  # the tiny run, not the bundled 32 px model
+    said = [r.getMessage() for r in caplog.records if "newest run" in r.getMessage()]
+    assert len(said) == 1 and "tiny" in said[0] and 'model="latest"' in said[0]
 
 
-def test_no_run_anywhere_is_a_clear_error(tmp_path, monkeypatch):
+def test_latest_with_no_run_is_a_clear_error_naming_the_argument(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(FileNotFoundError, match="no trained run under runs"):
-        imagegen.generate("a red circle")
+    with pytest.raises(FileNotFoundError, match='model="latest": no trained run under runs'):
+        imagegen.generate("a red circle", model="latest")
+    with pytest.raises(FileNotFoundError, match='model="latest"'):
+        imagegen.load_pipeline("latest")
+
+
+def test_a_newer_run_does_not_change_what_no_model_means(run_dir, monkeypatch):
+    """The default is the bundled model even where runs/ holds a trained run."""
+    from imagegen.utils.runs import BUNDLED_MODEL_DIR
+
+    monkeypatch.chdir(run_dir.parent.parent)
+    assert imagegen.load_pipeline(device="cpu").checkpoint == BUNDLED_MODEL_DIR
 
 
 def test_cli_writes_a_png_and_a_grid(run_dir, tmp_path, capsys):
