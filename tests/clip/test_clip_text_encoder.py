@@ -88,3 +88,11 @@ def test_a_clip_folder_whose_text_weights_are_missing_is_refused(trained_clip_di
     save_file(vision_only, str(folder / "model.safetensors"))
     with pytest.raises(TextEncoderNotFoundError, match=r"the weights lack \d+ tensors of a CLIPTextModel"):
         build_text_encoder("clip", str(folder))
+
+
+def test_generating_from_a_clip_run_says_what_the_run_is_for(trained_clip_dir):
+    from imagegen.pipelines import load_pipeline
+
+    checkpoint = trained_clip_dir.parent.parent
+    with pytest.raises(ValueError, match=r"a CLIP run, which draws no images.*text\.encoder=clip"):
+        load_pipeline(checkpoint)
