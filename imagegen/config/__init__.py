@@ -34,6 +34,7 @@ from imagegen.config.loading import (
 )
 from imagegen.config.sections import (
     CascadeConfig,
+    ClipConfig,
     ConfigError,
     DataConfig,
     DiffusionConfig,
@@ -56,6 +57,7 @@ __all__ = [
     "MAX_LEVELS",
     "MAX_PARAMETERS",
     "CascadeConfig",
+    "ClipConfig",
     "ConfigError",
     "DataConfig",
     "DiffusionConfig",

@@ -74,7 +74,22 @@ _RANGES: dict[str, dict[str, tuple[float, float]]] = {  # section -> field -> in
         "r1_weight": (0, 10**6),
         "contrastive_weight": (0, 10**6),
     },
+    "clip": {
+        "image_size": (1, 4096),
+        "patch_size": (1, 4096),
+        "vision_width": (1, 16_384),
+        "vision_layers": (1, 128),
+        "vision_heads": (1, 1024),
+        "text_width": (1, 16_384),
+        "text_layers": (1, 128),
+        "text_heads": (1, 1024),
+        "max_length": (2, 4096),  # at least a start and an end-of-text token
+        "embed_dim": (1, 16_384),
+        # 1 / tau <= 100 is the logit_scale clamp (ln 100): a smaller tau would start clamped
+        "init_temperature": (0.01, 100),
+    },
 }
+CLIP_DUPLICATES = ("mask", "none")
 _LIST_ITEMS = {  # section -> per-level list field -> inclusive [low, high] of each entry
     "model": {"channels": (1, 8192), "num_res_blocks": (0, 32)},
     "gan": {"gen_channels": (1, 8192), "disc_channels": (1, 8192)},
@@ -120,6 +135,37 @@ def _check_run_name(run_name: str) -> None:
         )
 
 
+def _check_clip(cfg: RunConfig) -> None:
+    """The CLIP's shape rules: whole patches, whole heads, a known duplicate-caption rule."""
+    clip = cfg.clip
+    if clip.image_size % clip.patch_size:
+        raise ConfigError(
+            f"clip.patch_size: {clip.patch_size} does not divide clip.image_size {clip.image_size} "
+            "(the ViT cuts the image into whole patches)"
+        )
+    for tower in ("vision", "text"):
+        width, heads = getattr(clip, f"{tower}_width"), getattr(clip, f"{tower}_heads")
+        if width % heads:
+            raise ConfigError(f"clip.{tower}_heads: {heads} heads do not divide clip.{tower}_width {width}")
+    if clip.duplicates not in CLIP_DUPLICATES:
+        raise ConfigError(
+            f"clip.duplicates: {clip.duplicates!r} is unknown; allowed: {', '.join(CLIP_DUPLICATES)}"
+        )
+
+
+def _check_clip_trainable(cfg: RunConfig) -> None:
+    if cfg.clip.image_size != cfg.data.resolution:
+        raise ConfigError(
+            f"clip.image_size is {cfg.clip.image_size} but data.resolution is {cfg.data.resolution}; "
+            "they must match (the CLIP trains on the data at its own resolution)"
+        )
+    if cfg.train.sample_every:
+        raise ConfigError(
+            f"train.sample_every is {cfg.train.sample_every}, but train.objective clip draws no "
+            "images: set train.sample_every=0"
+        )
+
+
 def validate_config(cfg: RunConfig) -> RunConfig:
     """Check every value against the ranges that train or generate something meaningful."""
     for name in _RANGES:
@@ -129,6 +175,7 @@ def validate_config(cfg: RunConfig) -> RunConfig:
         for name in ("model", "sample", "noise_aug"):
             _check_section(name, getattr(stage, name), f"cascade.stages[{i}].{name}")
         _check_model_size(f"cascade.stages[{i}].model", stage.model)
+    _check_clip(cfg)
     _check_run_name(cfg.train.run_name)
     return cfg
 
@@ -142,4 +189,6 @@ def check_trainable(cfg: RunConfig) -> RunConfig:
             f"data.resolution is {cfg.data.resolution} but model.image_size is {cfg.model.image_size} "
             "(resolution mismatch): a diffusion base stage trains at its model's size"
         )
+    if cfg.train.objective == "clip":
+        _check_clip_trainable(cfg)
     return validate_config(cfg)

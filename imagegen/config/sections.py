@@ -140,8 +140,32 @@ class GANConfig:
 
 
 @dataclass
+class ClipConfig:
+    """A small CLIP (Radford et al. 2021) trained on the run's data (train.objective: clip):
+    transformers' CLIPModel, a ViT image tower and a causal text tower, both pre-LN."""
+
+    image_size: int = 32  # side of the images it embeds (must equal data.resolution to train)
+    patch_size: int = 4  # ViT patch side in pixels (32 px / 4 = 64 patches + CLS)
+    vision_width: int = 128
+    vision_layers: int = 3
+    vision_heads: int = 4
+    text_width: int = 128
+    text_layers: int = 3
+    text_heads: int = 4
+    max_length: int = 32  # text positions: captions are padded (and truncated) to this many tokens
+    embed_dim: int = 128  # width of the joint embedding both towers project to
+    tokenizer: str = ""  # local transformers tokenizer folder; "" = the bundled MiniLM's BERT WordPiece
+    # initial temperature tau; the learnt logit_scale = ln(1 / tau) is clamped to <= ln 100 (open_clip)
+    init_temperature: float = 0.07
+    # in-batch pairs sharing a caption: "mask" them out of the softmax denominators (not negatives)
+    # | "none" (standard CLIP: an identical caption of another image counts as a negative)
+    duplicates: str = "mask"
+
+
+@dataclass
 class TrainConfig:
-    objective: str = "diffusion"  # "diffusion" | "gan" | "cascade" (every cascade.stages network jointly)
+    # "diffusion" | "gan" | "cascade" (every cascade.stages network jointly) | "clip" (contrastive)
+    objective: str = "diffusion"
     batch_size: int = 32  # per process
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -227,6 +251,7 @@ class RunConfig:
     noise_aug: NoiseAugConfig = field(default_factory=NoiseAugConfig)
     superres: SuperResConfig = field(default_factory=SuperResConfig)
     gan: GANConfig = field(default_factory=GANConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     cascade: CascadeConfig = field(default_factory=CascadeConfig)

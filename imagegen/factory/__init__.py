@@ -16,6 +16,7 @@ from torch import nn
 from imagegen.config import (
     MAX_LEVELS,
     MAX_PARAMETERS,
+    ClipConfig,
     DataConfig,
     DiffusionConfig,
     GANConfig,
@@ -114,6 +115,22 @@ def build_gan(gan: GANConfig, text_dim: int, image_size: int) -> tuple[nn.Module
         Generator.from_config(gan, text_dim, image_size),
         Discriminator.from_config(gan, text_dim, image_size),
     )
+
+
+def build_clip_tokenizer(clip: ClipConfig):
+    """The CLIP's CaptionTokenizer: clip.tokenizer's folder ("" = bundled) at clip.max_length."""
+    from imagegen.clip import CaptionTokenizer, load_tokenizer
+    from imagegen.clip.tokens import BUNDLED_TOKENIZER
+
+    name = str(Path(clip.tokenizer).expanduser().resolve()) if clip.tokenizer else BUNDLED_TOKENIZER
+    return CaptionTokenizer(load_tokenizer(clip.tokenizer), clip.max_length, name=name)
+
+
+def build_clip(clip: ClipConfig, tokens) -> nn.Module:
+    """A fresh transformers CLIPModel of `clip`'s size, for the vocabulary of `tokens`."""
+    from imagegen.clip import build_clip as build
+
+    return build(clip, tokens)
 
 
 # ------------------------------------------------------------------------------------------------

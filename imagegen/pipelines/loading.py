@@ -49,6 +49,12 @@ def open_checkpoint(checkpoint: Path, device: str | torch.device | None = None) 
             f"first (python -m imagegen.cascade assemble {checkpoint.parent.parent} --out CASCADE_DIR), "
             "then load or generate with that folder"
         )
+    if objective == "clip":
+        raise ValueError(
+            f"{checkpoint} is a checkpoint of a CLIP run, which draws no images; its CLIP "
+            f"({checkpoint / 'ema' / 'clip'}) conditions other runs as text.encoder=clip "
+            "text.name_or_path=THAT_FOLDER (docs/unclip.md)"
+        )
     if objective == "gan":
         return GANPipeline(checkpoint, device=device)
     return DiffusionPipeline(checkpoint, device=device)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import warnings
 import weakref
@@ -140,7 +141,11 @@ def _from_hub_cache(name: str, kind: str) -> Path:
         if allow_download and not any(folder.glob("*.safetensors")):
             folder = Path(snapshot_download(name, allow_patterns=[*patterns, "*.bin"]))
     except Exception as error:  # hub raises several unrelated types for "not here"
-        reason = "not in the local Hugging Face cache" if not allow_download else f"download failed ({error})"
+        reason = (
+            "neither a folder on this machine nor in the local Hugging Face cache"
+            if not allow_download
+            else f"download failed ({error})"
+        )
         raise TextEncoderNotFoundError(
             f"{kind} text encoder weights {name!r}: {reason}. {_provide_hint(name)}"
         ) from error
@@ -194,14 +199,17 @@ def weights_fingerprint(folder: Path) -> str:
 
 @contextlib.contextmanager
 def _quiet_loading() -> Iterator[None]:
-    """Hide transformers' per-load "Loading weights" progress bar."""
+    """Hide transformers' per-load "Loading weights" progress bar and load report (a CLIP folder's
+    vision tower is reported "unexpected" by CLIPTextModel); missing weights are checked instead."""
     from transformers.utils import logging as hf_logging
 
-    was_enabled = hf_logging.is_progress_bar_enabled()
+    was_enabled, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     try:
         yield
     finally:
+        hf_logging.set_verbosity(verbosity)
         if was_enabled:
             hf_logging.enable_progress_bar()
 
@@ -222,8 +230,14 @@ def _load_pretrained(model_class: str, folder: Path, fingerprint: str, device: s
 
         with _quiet_loading():
             tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
-            model = getattr(transformers, model_class).from_pretrained(
-                folder, local_files_only=True, dtype=torch.float32
+            model, info = getattr(transformers, model_class).from_pretrained(
+                folder, local_files_only=True, dtype=torch.float32, output_loading_info=True
+            )
+        if info.get("missing_keys"):  # transformers would run them randomly initialised
+            missing = sorted(info["missing_keys"])
+            raise TextEncoderNotFoundError(
+                f"{folder}: the weights lack {len(missing)} tensors of a {model_class} "
+                f"(e.g. {missing[0]!r}); is this the right folder for this encoder kind?"
             )
         loaded = _Loaded(model.eval().requires_grad_(False).to(device), tokenizer)
         _MODEL_CACHE[key] = loaded  # weak: freed with the last encoder that uses it
@@ -259,12 +273,16 @@ class TextEncoder:
 
     def __init__(self, name_or_path: str = "", max_length: int = 32, device: str | torch.device = "cpu"):
         folder, self._name = resolve_model_dir(name_or_path, self.kind)
+        self._check_folder(folder)
         self._fingerprint = weights_fingerprint(folder)
         self._loaded = _load_pretrained(self.model_class, folder, self._fingerprint, str(device))
         self.device = torch.device(device)
         self._check_max_length(max_length)
         self._max_length = max_length
         self.num_truncated = 0  # prompts truncated so far, over all `encode` calls
+
+    def _check_folder(self, folder: Path) -> None:
+        """Refuse a folder this kind cannot load, before loading (subclasses; default: anything)."""
 
     def _check_max_length(self, max_length: int) -> None:
         specials = self.tokenizer.num_special_tokens_to_add()
@@ -401,6 +419,22 @@ class CLIPTextEncoder(TextEncoder):
 
     kind = "clip"
     model_class = "CLIPTextModel"
+    model_types = ("clip", "clip_text_model")  # a whole CLIP (ours: imagegen.clip) or its text tower
+
+    def _check_folder(self, folder: Path) -> None:
+        """A CLIP or CLIP text model folder (config.json model_type) that holds its tokenizer."""
+
+        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+        if model_type not in self.model_types:
+            raise TextEncoderNotFoundError(
+                f"clip text encoder folder {str(folder)!r} holds a {model_type!r} model, not a CLIP "
+                f"({' or '.join(self.model_types)}); a CLIP trained here is a checkpoint's ema/clip folder"
+            )
+        if not any((folder / name).is_file() for name in ("tokenizer.json", "vocab.txt", "vocab.json")):
+            raise TextEncoderNotFoundError(
+                f"clip text encoder folder {str(folder)!r} has no tokenizer files "
+                "(tokenizer.json, vocab.txt or vocab.json)"
+            )
 
     def _forward(self, input_ids: Tensor) -> tuple[Tensor, Tensor]:
         output = self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))

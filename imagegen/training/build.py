@@ -18,7 +18,7 @@ from imagegen.training.objectives import DiffusionObjective
 
 log = logging.getLogger("imagegen.train")
 
-OBJECTIVES = ("diffusion", "gan", "cascade")
+OBJECTIVES = ("diffusion", "gan", "cascade", "clip")
 
 
 def build_train_dataset(cfg: RunConfig):
@@ -34,7 +34,11 @@ def dataset_captions(dataset) -> list[str]:
 
 
 def build_text_cache(cfg: RunConfig, dataset, accelerator: Accelerator):
-    """Open the run's embedding cache, encoding missing captions on the main process first."""
+    """Open the run's embedding cache, encoding missing captions on the main process first.
+
+    A CLIP run learns its own text tower: its "cache" is the CLIP's tokenizer (captions -> ids)."""
+    if cfg.train.objective == "clip":
+        return factory.build_clip_tokenizer(cfg.clip)
     captions = ["", *cfg.train.sample_prompts, *dataset_captions(dataset)]
     shared: list = [None]
     if accelerator.is_main_process:
@@ -72,6 +76,11 @@ def build_objective(cfg: RunConfig, text_dim: int):
             s.stage: build_stage_objective(stage_run_config(cfg, s), text_dim) for s in cfg.cascade.stages
         }
         return CascadeObjective(cfg, stages)
+    if cfg.train.objective == "clip":
+        from imagegen.training.clip_objective import ClipObjective
+
+        tokens = factory.build_clip_tokenizer(cfg.clip)
+        return ClipObjective(cfg, factory.build_clip(cfg.clip, tokens), tokens)
     if cfg.train.objective == "gan":
         from imagegen.training.gan_objective import GANObjective
 

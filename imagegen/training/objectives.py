@@ -2,8 +2,13 @@
 
 An objective owns its networks and says, per phase, which parameters an optimizer updates and
 what the loss is. Diffusion has one phase (`denoiser`); the GAN has two (`D` then `G`), after
-StyleGAN-T's `training/loss.py`. The trainer handles everything else: devices, mixed precision,
-accumulation, clipping, EMA, checkpoints, logging and the NaN guard.
+StyleGAN-T's `training/loss.py`; the CLIP one (`clip`, training/clip_objective.py). The trainer
+handles everything else: devices, mixed precision, accumulation, clipping, EMA, checkpoints,
+logging and the NaN guard.
+
+Two optional methods, called when an objective has them: `after_step(phase)` right after the
+phase's optimizer step (the CLIP clamps its logit_scale there), and `save_extras(name, folder)`
+after an EMA network is saved into `folder` (the CLIP writes its tokenizer beside the weights).
 """
 
 from __future__ import annotations

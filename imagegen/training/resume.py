@@ -57,7 +57,7 @@ def find_resume(cfg: RunConfig, resume: str) -> tuple[Path, Path] | None:
 
 
 # Config sections that must match for a checkpoint to load into the networks being built.
-ARCHITECTURE_KEYS = ("model", "gan", "stage", "superres", "cascade")
+ARCHITECTURE_KEYS = ("model", "gan", "clip", "stage", "superres", "cascade")
 
 
 def check_resumable(saved: dict[str, Any], cfg: RunConfig) -> None:

@@ -192,6 +192,8 @@ class Trainer:
                 folder.mkdir(parents=True)
                 _save_network(ema.refresh(), folder)
                 ema.save(folder)
+                if hasattr(self.objective, "save_extras"):  # e.g. the CLIP's tokenizer
+                    self.objective.save_extras(name, folder)
             save_config(self.cfg, tmp / "config.yaml")
             state = {**self._trainer_state(), HASHES_KEY: hash_folder(tmp)}
             ckpt.write_json_atomic(tmp / "trainer.json", state)  # written last
@@ -284,6 +286,7 @@ class Trainer:
             if grad_norm is not None:
                 guard.observe(torch.as_tensor(grad_norm))
             skipped = guard.step(optimizer)  # fused AdamW skips on the device flag
+            self._after_step(phase)
             self.schedulers[phase].step()
             optimizer.zero_grad(set_to_none=True)
             return 1.0 - skipped, logs
@@ -291,9 +294,16 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             return False, logs
         optimizer.step()
+        self._after_step(phase)
         self.schedulers[phase].step()
         optimizer.zero_grad(set_to_none=True)
         return True, logs
+
+    def _after_step(self, phase: str) -> None:
+        """An objective's in-place fix-up after its optimizer step (CLIP: the logit_scale clamp)."""
+        after_step = getattr(self.objective, "after_step", None)
+        if after_step is not None:
+            after_step(phase)
 
     def train_step(self) -> dict[str, torch.Tensor] | None:
         """One optimizer step of every phase; None when a NaN/inf skipped it."""
