@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.imagegen-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow lint bench-cpu clean
+.PHONY: setup demo app test test-slow lint bench-cpu clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,13 @@ $(STAMP): pyproject.toml Makefile
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m imagegen.cli.demo
+
+# The local web app (docs/app.md): installs the `app` extra (gradio) on first use.
+# make app APP_ARGS="--runs runs --port 7860"
+APP_ARGS ?=
+app: $(STAMP)
+	$(PY) -c "import gradio" 2>/dev/null || $(PY) -m pip install -q -e ".[app]"
+	HF_HUB_OFFLINE=1 $(PY) -m imagegen.app $(APP_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check imagegen tests benchmarks
