@@ -65,7 +65,9 @@ def test_a_large_request_is_sampled_in_bounded_chunks(pipe, monkeypatch):
 def test_a_request_of_several_batches_shows_a_bar_and_one_batch_none(pipe, capsys):
     pipe("a red circle", num_images_per_prompt=17, num_steps=1, seed=3)  # 16 + 1: two batches
     bar = capsys.readouterr().err
-    assert "sampling base" in bar and "2/2" in bar and "batch" in bar
+    # the bar's total is the number of batches; whether "1/2" is drawn before it closes depends on
+    # tqdm's refresh interval, so only the total is asserted
+    assert "sampling base" in bar and "/2 [" in bar and "batch" in bar
     pipe("a red circle", num_images_per_prompt=16, num_steps=1, seed=3)
     assert "sampling" not in capsys.readouterr().err
 
