@@ -25,7 +25,8 @@ footer { display: none !important; }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m imagegen.app", description=__doc__.split("\n")[0])
+    summary = __doc__.split("\n\n")[0].replace("\n", " ")  # the first paragraph, not its first line
+    parser = argparse.ArgumentParser(prog="python -m imagegen.app", description=summary)
     parser.add_argument("--runs", default="runs", help="folder whose runs and cascades the model box lists")
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: this machine only)"
