@@ -28,10 +28,10 @@ from imagegen.cascade.manifest import (
     Manifest,
     StageEntry,
     check_same_text_encoder,
-    check_stage_chain,
     write_manifest,
 )
 from imagegen.config import RunConfig, config_from_dict, save_config, stage_run_config, stage_sample_config
+from imagegen.config.stages import check_stage_chain
 from imagegen.utils.runs import resolve_checkpoint
 
 # training/ema.py keeps the raw EMA shadow beside the averaged weights for --resume only

@@ -18,8 +18,9 @@ from PIL import Image
 
 import imagegen
 from imagegen.cascade.assemble import assemble
-from imagegen.cascade.manifest import check_stage_chain, read_manifest
+from imagegen.cascade.manifest import read_manifest
 from imagegen.config import load_config, stage_run_config
+from imagegen.config.stages import check_stage_chain
 from imagegen.pipelines.cascade import CascadePipeline
 
 REPO = Path(__file__).resolve().parents[2]
@@ -314,7 +315,7 @@ def _meta_forward(model, size: int, lowres_size: int | None) -> tuple[int, ...]:
 
 
 def test_imagen_layout_chains_and_has_the_documented_sizes_and_shapes():
-    from imagegen.training.sr_objective import check_run_config
+    from imagegen.config.stages import check_run_config
 
     configs = [load_config(REPO / "configs" / name) for name in IMAGEN]
     for cfg in configs:
@@ -339,7 +340,7 @@ def test_imagen_layout_chains_and_has_the_documented_sizes_and_shapes():
 
 
 def test_gpu_shapes_cascade_config_trains_jointly_with_the_documented_sizes():
-    from imagegen.training.sr_objective import check_run_config
+    from imagegen.config.stages import check_run_config
 
     cfg = load_config(REPO / "configs" / "shapes-cascade.yaml")
     check_run_config(cfg)

@@ -12,17 +12,15 @@ import torch
 import torch.nn.functional as F
 
 from imagegen.config import RunConfig, load_config, stage_run_config
+from imagegen.config.stages import check_run_config
 from imagegen.data.shapes import ShapesDataset, render_scene
 from imagegen.diffusion import GaussianDiffusion
 from imagegen.diffusion.noise_aug import aug_timestep, noise_augment, random_aug_levels
 from imagegen.text import TextEncoding
 from imagegen.training.build import build_objective
-from imagegen.training.sr_objective import (
-    CascadeObjective,
-    SuperResObjective,
-    check_run_config,
-    downsample,
-)
+from imagegen.training.objectives import SuperResObjective
+from imagegen.training.objectives.cascade import CascadeObjective
+from imagegen.training.objectives.diffusion import downsample
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_CASCADE = REPO / "configs" / "tiny-cascade-test.yaml"
