@@ -66,12 +66,7 @@ def check_stage_config(cfg: RunConfig, where: str = "") -> None:
             f"{model.lowres_cond}: a super-resolution stage needs both (the low-res side > 0), a "
             "text-to-image stage neither"
         )
-    for name, level in (
-        ("noise_aug.max_level", cfg.noise_aug.max_level),
-        ("sample.aug_level", cfg.sample.aug_level),
-    ):
-        if not 0 <= level <= 1:
-            raise ValueError(f"{where}{name}: a fraction of the schedule in [0, 1], got {level}")
+    # noise_aug.max_level and sample.aug_level in [0, 1]: validate's range table, checked before
     if not model.lowres_cond:
         if sr.random_crop:
             raise ValueError(f"{where}superres.random_crop: only super-resolution stages train on crops")
@@ -129,7 +124,7 @@ def check_cascade_config(cfg: RunConfig) -> None:
 
 
 def check_run_config(cfg: RunConfig) -> None:
-    """Every super-resolution / cascade check of a run, before any data, text or network is built."""
+    """Every super-resolution / cascade rule of a run (called by `validate`, after the ranges)."""
     if cfg.train.objective == "cascade":
         check_cascade_config(cfg)
     elif cfg.train.objective == "diffusion":

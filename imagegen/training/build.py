@@ -22,10 +22,7 @@ OBJECTIVES = ("diffusion", "gan", "cascade", "clip")
 
 
 def build_train_dataset(cfg: RunConfig):
-    from imagegen.config.stages import check_run_config
-
-    check_run_config(cfg)  # super-resolution / cascade settings fail here, before any compute
-    return factory.build_dataset(cfg.data)
+    return factory.build_dataset(cfg.data)  # the config was validated at load (config.validate)
 
 
 def dataset_captions(dataset) -> list[str]:
