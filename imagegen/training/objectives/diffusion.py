@@ -30,6 +30,7 @@ from imagegen.diffusion import sample_stage
 from imagegen.diffusion.common import randint
 from imagegen.diffusion.noise_aug import noise_augment, random_aug_levels
 from imagegen.training.objectives.base import PhaseSpec
+from imagegen.utils.images import from_uint8
 
 PREVIEW_SEARCH = 5000  # dataset items searched for captions equal to the sample prompts
 
@@ -58,8 +59,7 @@ def render_specs(specs: list[dict[str, Any]], size: int, device: torch.device) -
     from imagegen.data.shapes import render_scene
 
     pixels = np.stack([render_scene(spec, size) for spec in specs])  # [B, size, size, 3] uint8
-    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # [B, 3, size, size]
-    return images.to(device)
+    return from_uint8(pixels).to(device)  # [B, 3, size, size]
 
 
 def images_at(batch: dict[str, Any], size: int, source: str, mode: str) -> torch.Tensor:
