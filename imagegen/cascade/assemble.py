@@ -24,7 +24,6 @@ import yaml
 from imagegen.cascade.manifest import (
     CONFIG_FILE,
     MODEL_DIR,
-    SAMPLE_KEYS,
     Manifest,
     StageEntry,
     check_same_text_encoder,
@@ -49,12 +48,11 @@ class StageSource:
     checkpoint: Path
 
     def entry(self) -> StageEntry:
-        sample = stage_sample_config(self.cfg)  # aug_level 0 for a stage never trained on noisy input
         return StageEntry(
             name=self.name,
             resolution=self.cfg.model.image_size,
             lowres_size=self.cfg.superres.lowres_size,
-            **{key: getattr(sample, key) for key in SAMPLE_KEYS},
+            sample=stage_sample_config(self.cfg),  # aug_level 0 for a stage never trained on noisy input
         )
 
 

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from imagegen.config import SampleConfig
 from imagegen.config.stages import check_stage_chain
 
 MANIFEST_FILE = "manifest.json"
@@ -31,26 +32,32 @@ VERSION = 1
 
 @dataclass
 class StageEntry:
-    """One stage in the manifest: what it makes and how it samples by default."""
+    """One stage in the manifest: what it makes and how it samples by default.
+
+    On disk a stage is one flat row: name, resolution, lowres_size, then the fields of `sample`
+    under SampleConfig's own names (the format of every manifest written so far).
+    """
 
     name: str  # stage name and folder name, e.g. "base32", "sr64"
     resolution: int  # side of the images it outputs
     lowres_size: int  # side of its low-res input; 0 for the first (text-to-image) stage
-    sampler: str
-    num_steps: int
-    guidance_scale: float
-    thresholding: str
-    threshold_percentile: float
-    aug_level: float  # noise level of the low-res input, a fraction of num_timesteps (SR stages)
+    sample: SampleConfig  # its sampling defaults; aug_level: noise level of the low-res input
 
     @property
     def is_superres(self) -> bool:
         return self.lowres_size > 0
 
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "resolution": self.resolution,
+            "lowres_size": self.lowres_size,
+            **asdict(self.sample),
+        }
 
-STAGE_KEYS = tuple(StageEntry.__dataclass_fields__)
-# a stage's sampling defaults: the fields of `imagegen.config.SampleConfig`, by the same names
-SAMPLE_KEYS = ("sampler", "num_steps", "guidance_scale", "thresholding", "threshold_percentile", "aug_level")
+
+SAMPLE_KEYS = tuple(SampleConfig.__dataclass_fields__)  # a stage's sampling defaults, by field name
+STAGE_KEYS = ("name", "resolution", "lowres_size", *SAMPLE_KEYS)  # the keys of one manifest row
 
 
 @dataclass
@@ -66,7 +73,7 @@ class Manifest:
             "format": FORMAT,
             "version": VERSION,
             "text_encoder": self.text_encoder,
-            "stages": [asdict(stage) for stage in self.stages],
+            "stages": [stage.to_row() for stage in self.stages],
         }
 
 
@@ -139,7 +146,8 @@ def _stage_from_dict(row: Any, index: int, source: str) -> StageEntry:
     for key, kind in numbers.items():
         if isinstance(row[key], bool) or not isinstance(row[key], kind) or row[key] < 0:
             raise ValueError(f"{label}: {key!r} must be a non-negative integer, got {row[key]!r}")
-    return StageEntry(**row)
+    sample = SampleConfig(**{key: row[key] for key in SAMPLE_KEYS})
+    return StageEntry(row["name"], row["resolution"], row["lowres_size"], sample)
 
 
 def read_manifest(folder: str | Path) -> Manifest:
