@@ -44,6 +44,7 @@ from imagegen.config import load_config
 from imagegen.data.shapes import ShapesDataset, render_scene
 from imagegen.evaluation import score, single_object_accuracy
 from imagegen.pipelines.cascade import CascadePipeline
+from imagegen.utils.images import from_uint8, to_uint8
 from imagegen.utils.runs import latest_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,12 +83,6 @@ def single_object_prompts() -> list[tuple[str, dict]]:
     from imagegen.evaluation.single_objects import single_object_prompts as prompts
 
     return prompts()
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[B, 3, H, W] in [-1, 1] -> uint8 [B, H, W, 3]."""
-    array = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return array.permute(0, 2, 3, 1).numpy()
 
 
 def scorer_rates(images: torch.Tensor, specs: list[dict]) -> dict:
@@ -169,8 +164,7 @@ def evaluate_on_renders(pipes: dict, args, overrides: dict) -> dict:
     captions = [dataset.caption(i) for i in range(args.scenes)]
 
     def rendered(size: int) -> torch.Tensor:
-        pixels = np.stack([render_scene(spec, size) for spec in specs])  # [N, size, size, 3]
-        return torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1
+        return from_uint8(np.stack([render_scene(spec, size) for spec in specs]))  # [N, 3, size, size]
 
     low, truth = rendered(32), rendered(64)
     bilinear = F.interpolate(low, size=(64, 64), mode="bilinear", align_corners=False)

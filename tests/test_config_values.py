@@ -71,3 +71,15 @@ def test_the_train_cli_exits_2_naming_the_key(capsys):
         main(["--config", str(TINY), "--set", "train.log_every=0"])
     assert stop.value.code == 2
     assert "train.log_every" in capsys.readouterr().err
+
+
+def test_a_broken_stage_rule_fails_at_load_and_validate_runs_once(monkeypatch):
+    """Super-resolution / cascade rules are part of the one `validate`, which loading runs once."""
+    from imagegen.config import loading
+
+    with pytest.raises(ValueError, match="superres.lowres_size is 0 but model.lowres_cond is True"):
+        load_config(TINY, ["model.lowres_cond=true"])
+    calls = []
+    monkeypatch.setattr(loading, "validate", lambda cfg: calls.append(cfg) or cfg)
+    load_config(TINY)
+    assert len(calls) == 1

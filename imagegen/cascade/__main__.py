@@ -39,12 +39,13 @@ def run_show(args: argparse.Namespace) -> str:
     manifest = read_manifest(args.cascade)
     lines = [f"text encoder: {manifest.text_encoder}"]
     for stage in manifest.stages:
+        sample = stage.sample
         source = (
-            f"from {stage.lowres_size} px, aug_level {stage.aug_level}" if stage.is_superres else "from text"
+            f"from {stage.lowres_size} px, aug_level {sample.aug_level}" if stage.is_superres else "from text"
         )
         lines.append(
-            f"{stage.name}: {stage.resolution} px {source}; {stage.sampler} x {stage.num_steps}, "
-            f"guidance {stage.guidance_scale}, thresholding {stage.thresholding}"
+            f"{stage.name}: {stage.resolution} px {source}; {sample.sampler} x {sample.num_steps}, "
+            f"guidance {sample.guidance_scale}, thresholding {sample.thresholding}"
         )
     return "\n".join(lines)
 

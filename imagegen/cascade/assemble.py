@@ -24,14 +24,13 @@ import yaml
 from imagegen.cascade.manifest import (
     CONFIG_FILE,
     MODEL_DIR,
-    SAMPLE_KEYS,
     Manifest,
     StageEntry,
     check_same_text_encoder,
-    check_stage_chain,
     write_manifest,
 )
 from imagegen.config import RunConfig, config_from_dict, save_config, stage_run_config, stage_sample_config
+from imagegen.config.stages import check_stage_chain
 from imagegen.utils.runs import resolve_checkpoint
 
 # training/ema.py keeps the raw EMA shadow beside the averaged weights for --resume only
@@ -49,12 +48,11 @@ class StageSource:
     checkpoint: Path
 
     def entry(self) -> StageEntry:
-        sample = stage_sample_config(self.cfg)  # aug_level 0 for a stage never trained on noisy input
         return StageEntry(
             name=self.name,
             resolution=self.cfg.model.image_size,
             lowres_size=self.cfg.superres.lowres_size,
-            **{key: getattr(sample, key) for key in SAMPLE_KEYS},
+            sample=stage_sample_config(self.cfg),  # aug_level 0 for a stage never trained on noisy input
         )
 
 

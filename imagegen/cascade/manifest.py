@@ -1,4 +1,4 @@
-"""A cascade on disk: `manifest.json` plus one folder per stage; the rules a cascade must follow.
+"""A cascade on disk: `manifest.json` plus one folder per stage, checked when read.
 
     CASCADE/manifest.json        stages in order, resolutions, sampling defaults, text encoder
     CASCADE/base32/config.yaml   the stage's single-stage RunConfig
@@ -9,48 +9,55 @@ The layout follows DeepFloyd IF's stage I / stage II split (one folder and one s
 defaults per stage) with Imagen's noise-augmentation level recorded per super-resolution stage.
 Everything here is checked before any weights are read: a cascade whose resolutions do not
 increase, whose stage folders are missing, whose manifest lacks a key, or whose stages were trained
-with different text encoders fails with an error naming the stage and the key. No torch import.
+with different text encoders fails with an error naming the stage and the key. The chain rule
+(`check_stage_chain`) is shared with configs and lives in `imagegen.config.stages`. No torch import.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from imagegen.config import SampleConfig
+from imagegen.config.stages import check_stage_chain
 
 MANIFEST_FILE = "manifest.json"
 MODEL_DIR = "model"  # the EMA weights of a stage, inside its folder
 CONFIG_FILE = "config.yaml"
 FORMAT = "imagegen-cascade"
 VERSION = 1
-STAGE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a folder name on every OS
 
 
 @dataclass
 class StageEntry:
-    """One stage in the manifest: what it makes and how it samples by default."""
+    """One stage in the manifest: what it makes and how it samples by default.
+
+    On disk a stage is one flat row: name, resolution, lowres_size, then the fields of `sample`
+    under SampleConfig's own names (the format of every manifest written so far).
+    """
 
     name: str  # stage name and folder name, e.g. "base32", "sr64"
     resolution: int  # side of the images it outputs
     lowres_size: int  # side of its low-res input; 0 for the first (text-to-image) stage
-    sampler: str
-    num_steps: int
-    guidance_scale: float
-    thresholding: str
-    threshold_percentile: float
-    aug_level: float  # noise level of the low-res input, a fraction of num_timesteps (SR stages)
+    sample: SampleConfig  # its sampling defaults; aug_level: noise level of the low-res input
 
     @property
     def is_superres(self) -> bool:
         return self.lowres_size > 0
 
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "resolution": self.resolution,
+            "lowres_size": self.lowres_size,
+            **asdict(self.sample),
+        }
 
-STAGE_KEYS = tuple(StageEntry.__dataclass_fields__)
-# a stage's sampling defaults: the fields of `imagegen.config.SampleConfig`, by the same names
-SAMPLE_KEYS = ("sampler", "num_steps", "guidance_scale", "thresholding", "threshold_percentile", "aug_level")
+
+SAMPLE_KEYS = tuple(SampleConfig.__dataclass_fields__)  # a stage's sampling defaults, by field name
+STAGE_KEYS = ("name", "resolution", "lowres_size", *SAMPLE_KEYS)  # the keys of one manifest row
 
 
 @dataclass
@@ -66,52 +73,13 @@ class Manifest:
             "format": FORMAT,
             "version": VERSION,
             "text_encoder": self.text_encoder,
-            "stages": [asdict(stage) for stage in self.stages],
+            "stages": [stage.to_row() for stage in self.stages],
         }
 
 
 # ------------------------------------------------------------------------------------------------
 # Rules
 # ------------------------------------------------------------------------------------------------
-
-
-def check_stage_chain(stages: Sequence[tuple[str, int, int]]) -> None:
-    """ValueError unless (name, resolution, lowres_size) rows form a cascade.
-
-    Rules: at least one stage; unique, folder-safe names; the first stage has no low-res input
-    (lowres_size 0) and every later one has the previous stage's resolution as its low-res input;
-    resolutions strictly increase.
-    """
-    if not stages:
-        raise ValueError("a cascade needs at least one stage")
-    names = [name for name, _, _ in stages]
-    for name in names:
-        if not isinstance(name, str) or not STAGE_NAME_RE.match(name):
-            raise ValueError(f"stage name {name!r} must be a folder name (letters, digits, '_', '-', '.')")
-    duplicated = sorted({name for name in names if names.count(name) > 1})
-    if duplicated:
-        raise ValueError(f"stage names must be unique; repeated: {duplicated} (stages: {names})")
-    first, first_resolution, first_lowres = stages[0]
-    if first_lowres:
-        raise ValueError(
-            f"the first stage {first!r} is a super-resolution stage (lowres_size {first_lowres}); a "
-            "cascade starts with a text-to-image stage"
-        )
-    previous, previous_resolution = first, first_resolution
-    for name, resolution, lowres_size in stages[1:]:
-        if resolution <= previous_resolution:
-            raise ValueError(
-                f"stage resolutions must increase: {previous!r} makes {previous_resolution} px and the "
-                f"next stage {name!r} makes {resolution} px (order: {names})"
-            )
-        if not lowres_size:
-            raise ValueError(f"stage {name!r} follows {previous!r} but is not a super-resolution stage")
-        if lowres_size != previous_resolution:
-            raise ValueError(
-                f"stage {name!r} takes {lowres_size} px low-res input but {previous!r} makes "
-                f"{previous_resolution} px"
-            )
-        previous, previous_resolution = name, resolution
 
 
 def check_same_text_encoder(identities: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -178,7 +146,8 @@ def _stage_from_dict(row: Any, index: int, source: str) -> StageEntry:
     for key, kind in numbers.items():
         if isinstance(row[key], bool) or not isinstance(row[key], kind) or row[key] < 0:
             raise ValueError(f"{label}: {key!r} must be a non-negative integer, got {row[key]!r}")
-    return StageEntry(**row)
+    sample = SampleConfig(**{key: row[key] for key in SAMPLE_KEYS})
+    return StageEntry(row["name"], row["resolution"], row["lowres_size"], sample)
 
 
 def read_manifest(folder: str | Path) -> Manifest:

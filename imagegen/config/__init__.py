@@ -7,7 +7,8 @@ instant and must fail on a misspelt key before any model is built.
     save_config(cfg, run_dir / "config.yaml")
 
 sections.py  the dataclasses (one per YAML section), ConfigError, stage_run_config, stage_sample_config
-checks.py    value ranges (validate_config, run on every load) and check_trainable
+checks.py    validate (value ranges, then stages.py's rules; run once on every load), check_trainable
+stages.py    super-resolution and cascade rules, the stage chain shared with cascade manifests
 loading.py   strict construction from plain data, presets, overrides, YAML files
 
 A section may name a `preset` (see `imagegen/presets.py`); its fields are filled from the preset
@@ -20,7 +21,7 @@ from imagegen.config.checks import (
     MAX_PARAMETERS,
     check_range,
     check_trainable,
-    validate_config,
+    validate,
 )
 from imagegen.config.loading import (
     apply_overrides,
@@ -83,5 +84,5 @@ __all__ = [
     "save_config",
     "stage_run_config",
     "stage_sample_config",
-    "validate_config",
+    "validate",
 ]

@@ -1,8 +1,10 @@
 """Value checks: a config that would train nonsense, or build an absurd network, fails here.
 
-`validate_config` runs on every config built from plain data (`config_from_dict`), so a run
-folder's config is checked when it is loaded; `check_trainable` adds what only training needs.
-No torch import.
+`validate` is the one semantic check of a config: every value range here, then the rules of
+super-resolution stages and cascades (`imagegen.config.stages`). It runs once on every config built
+from plain data (`config_from_dict`, so every YAML file and every run folder's config when it is
+loaded); `check_trainable` adds what only training needs and, for configs changed in code after
+loading, runs `validate` again at the trainer's door. No torch import.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from imagegen.config.sections import ConfigError, RunConfig, UNetConfig
+from imagegen.config.stages import check_run_config
 
 MAX_GUIDANCE_SCALE = 100.0  # larger scales only saturate every pixel
 MAX_PARAMETERS = 4_000_000_000  # a rough count above this is a tampered or mistyped config
@@ -166,8 +169,9 @@ def _check_clip_trainable(cfg: RunConfig) -> None:
         )
 
 
-def validate_config(cfg: RunConfig) -> RunConfig:
-    """Check every value against the ranges that train or generate something meaningful."""
+def validate(cfg: RunConfig) -> RunConfig:
+    """Check every value against the ranges that train or generate something meaningful, then the
+    super-resolution and cascade rules (ValueError naming the key); returns cfg."""
     for name in _RANGES:
         _check_section(name, getattr(cfg, name))
     _check_model_size("model", cfg.model)
@@ -177,6 +181,7 @@ def validate_config(cfg: RunConfig) -> RunConfig:
         _check_model_size(f"cascade.stages[{i}].model", stage.model)
     _check_clip(cfg)
     _check_run_name(cfg.train.run_name)
+    check_run_config(cfg)
     return cfg
 
 
@@ -191,4 +196,4 @@ def check_trainable(cfg: RunConfig) -> RunConfig:
         )
     if cfg.train.objective == "clip":
         _check_clip_trainable(cfg)
-    return validate_config(cfg)
+    return validate(cfg)

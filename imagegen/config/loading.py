@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from imagegen.config.checks import validate_config
+from imagegen.config.checks import validate
 from imagegen.config.sections import ConfigError, RunConfig
 
 
@@ -103,9 +103,9 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
 
 def config_from_dict(data: dict[str, Any] | None, cls: type = RunConfig) -> Any:
     """Build a config dataclass from nested plain data; unknown keys and, for a RunConfig, values
-    out of range (`validate_config`) are ConfigErrors."""
+    out of range are ConfigErrors, broken stage / cascade rules ValueErrors (`validate`, once)."""
     cfg = _build(cls, dict(data or {}), "")
-    return validate_config(cfg) if cls is RunConfig else cfg
+    return validate(cfg) if cls is RunConfig else cfg
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -18,7 +18,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from imagegen.data.prompts import (
@@ -36,6 +35,7 @@ from imagegen.data.prompts import (
     scene_options,
     write_prompt_suites,
 )
+from imagegen.utils.images import from_uint8
 
 __all__ = [
     "BACKGROUNDS",
@@ -318,6 +318,5 @@ class ShapesDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         caption, spec = self._scene(index)
-        pixels = render_scene(spec, self.resolution).transpose(2, 0, 1)  # [H, W, 3] -> [3, H, W]
-        image = torch.from_numpy(np.ascontiguousarray(pixels)).float() / 127.5 - 1.0
+        image = from_uint8(render_scene(spec, self.resolution))  # [H, W, 3] uint8 -> [3, H, W]
         return {"image": image, "caption": caption, "spec": spec}

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageCms, ImageOps
 
+from imagegen.utils.images import from_uint8
+
 RGB = tuple[int, int, int]
 
 BACKGROUNDS: dict[str, RGB] = {
@@ -150,5 +152,4 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """8-bit RGB PIL image -> float32 tensor [3, H, W] in [-1, 1] (x = u8 / 127.5 - 1)."""
     if image.mode != "RGB":
         raise ValueError(f"pil_to_tensor expects an RGB image, got mode {image.mode!r}; use to_rgb first")
-    pixels = torch.from_numpy(np.array(image, dtype=np.uint8))  # [H, W, 3] uint8
-    return pixels.permute(2, 0, 1).float().div_(127.5).sub_(1.0).contiguous()  # [3, H, W]
+    return from_uint8(np.array(image, dtype=np.uint8))  # [H, W, 3] uint8 -> [3, H, W]

@@ -4,7 +4,7 @@ Ho et al. 2022 (Cascaded Diffusion Models, §3.2 "Gaussian conditioning augmenta
 Saharia et al. 2022 (Imagen §2.5): the low-res image is corrupted by the stage's own forward
 process at a level, and the model is told the level. Training draws the level at random per
 sample, so the stage learns to repair the artefacts of the stage below; sampling uses one fixed
-level. Training (`imagegen.training.sr_objective`) and sampling (`imagegen.cascade`) both call
+level. Training (`imagegen.training.objectives.diffusion`) and sampling (`imagegen.cascade`) both call
 these functions, so the two can never disagree on what a level means.
 
 Levels are timesteps of the stage's schedule, the units of `t` and of the U-Net's `aug_level`

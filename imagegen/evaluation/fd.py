@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from imagegen.utils.images import to_uint8
+
 INCEPTION_WEIGHT_FILES = ("weights-inception-2015-12-05-6726825d.pth", "pt_inception-2015-12-05-6726825d.pth")
 INCEPTION_ENV = "IMAGEGEN_INCEPTION_WEIGHTS"  # path of the Inception weights file, if stored elsewhere
 
@@ -177,7 +179,7 @@ def emoji_references(
     for index in order:
         item = dataset[int(index)]
         captions.append(item["caption"])
-        images.append(np.round((item["image"].numpy().transpose(1, 2, 0) + 1) * 127.5).astype(np.uint8))
+        images.append(to_uint8(item["image"]))  # [H, W, 3]
     return captions, np.stack(images)
 
 

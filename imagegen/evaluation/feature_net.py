@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from imagegen.utils.images import from_uint8, to_uint8
+
 log = logging.getLogger("imagegen.evaluation")
 
 VERSION = 1  # bump when the architecture, the targets or the training data change
@@ -232,7 +234,7 @@ def _emoji_data(training: FeatureNetTraining, data_root: Path):
     pixels, labels = [], []
     for i in range(len(dataset)):
         item = dataset[i]
-        pixels.append(np.round((item["image"].numpy().transpose(1, 2, 0) + 1) * 127.5).astype(np.uint8))
+        pixels.append(to_uint8(item["image"]))  # [R, R, 3]
         labels.append(groups.index(item["caption"]))
     return np.stack(pixels), {"group": np.asarray(labels)}, {"group": {"group": len(groups)}}, groups
 
@@ -422,7 +424,7 @@ def images_to_tensor(images) -> torch.Tensor:
     if isinstance(images, torch.Tensor):
         return images.float()
     if isinstance(images, np.ndarray) and images.dtype == np.uint8:
-        return torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).float() / 127.5 - 1.0  # NHWC -> NCHW
+        return from_uint8(images)  # NHWC -> NCHW
     arrays = [np.asarray(image.convert("RGB"), dtype=np.uint8) for image in images]  # [H, W, 3] each
     return images_to_tensor(np.stack(arrays))
 

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from imagegen.data.prompts import BACKGROUNDS, COLORS
+from imagegen.utils.images import to_levels
 
 COLOR_NAMES: tuple[str, ...] = tuple(COLORS)
 PALETTE = np.array([COLORS[name] for name in COLOR_NAMES], dtype=np.float32)  # [8, 3]
@@ -60,7 +61,7 @@ def to_pixels(image: Any) -> np.ndarray:
     if np.issubdtype(array.dtype, np.floating):
         if array.ndim != 3 or array.shape[0] != 3:
             raise ValueError(f"float images must be [3, H, W] in [-1, 1], got shape {array.shape}")
-        return np.clip((array.transpose(1, 2, 0) + 1.0) * 127.5, 0, 255).astype(np.float32)
+        return np.clip(to_levels(array), 0, 255).astype(np.float32)  # unrounded: no quantization
     if array.ndim != 3 or array.shape[2] not in (3, 4):
         raise ValueError(f"uint8 images must be [H, W, 3], got shape {array.shape}")
     return array[..., :3].astype(np.float32)

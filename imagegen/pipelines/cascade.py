@@ -51,13 +51,8 @@ log = logging.getLogger("imagegen.generate")
 
 
 # ------------------------------------------------------------------------------------------------
-# One stage's settings: a SampleConfig, from the manifest, with overrides
+# One stage's settings: the manifest's SampleConfig (entry.sample), with overrides
 # ------------------------------------------------------------------------------------------------
-
-
-def entry_settings(entry: StageEntry) -> SampleConfig:
-    """A stage's sampling defaults as written in the manifest."""
-    return SampleConfig(**{key: getattr(entry, key) for key in SAMPLE_KEYS})
 
 
 def override_settings(settings: SampleConfig, changes: dict[str, Any], where: str = "") -> SampleConfig:
@@ -177,7 +172,7 @@ class CascadePipeline:
             if not isinstance(changes, dict):
                 raise ValueError(f"stage_overrides[{stage.entry.name!r}]: expected a dict, got {changes!r}")
             where = f"stage_overrides[{stage.entry.name!r}]"
-            merged = override_settings(entry_settings(stage.entry), call_wide)
+            merged = override_settings(stage.entry.sample, call_wide)  # a copy: the entry is kept
             merged = override_settings(merged, changes, where)
             settings.append(merged)
         return settings

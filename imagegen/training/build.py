@@ -22,10 +22,7 @@ OBJECTIVES = ("diffusion", "gan", "cascade", "clip")
 
 
 def build_train_dataset(cfg: RunConfig):
-    from imagegen.training.sr_objective import check_run_config
-
-    check_run_config(cfg)  # super-resolution / cascade settings fail here, before any compute
-    return factory.build_dataset(cfg.data)
+    return factory.build_dataset(cfg.data)  # the config was validated at load (config.validate)
 
 
 def dataset_captions(dataset) -> list[str]:
@@ -56,7 +53,7 @@ def build_text_cache(cfg: RunConfig, dataset, accelerator: Accelerator):
 
 def build_stage_objective(cfg: RunConfig, text_dim: int):
     """One diffusion stage: text-to-image, or super-resolution when model.lowres_cond."""
-    from imagegen.training.sr_objective import SuperResObjective
+    from imagegen.training.objectives import SuperResObjective
 
     unet = factory.build_unet(cfg.model, text_dim, prediction=cfg.diffusion.prediction)
     diffusion = factory.build_diffusion(cfg.diffusion)
@@ -70,19 +67,19 @@ def build_objective(cfg: RunConfig, text_dim: int):
         return build_stage_objective(cfg, text_dim)
     if cfg.train.objective == "cascade":
         from imagegen.config import stage_run_config
-        from imagegen.training.sr_objective import CascadeObjective
+        from imagegen.training.objectives.cascade import CascadeObjective
 
         stages = {
             s.stage: build_stage_objective(stage_run_config(cfg, s), text_dim) for s in cfg.cascade.stages
         }
         return CascadeObjective(cfg, stages)
     if cfg.train.objective == "clip":
-        from imagegen.training.clip_objective import ClipObjective
+        from imagegen.training.objectives.clip import ClipObjective
 
         tokens = factory.build_clip_tokenizer(cfg.clip)
         return ClipObjective(cfg, factory.build_clip(cfg.clip, tokens), tokens)
     if cfg.train.objective == "gan":
-        from imagegen.training.gan_objective import GANObjective
+        from imagegen.training.objectives.gan import GANObjective
 
         if cfg.gan.image_size != cfg.data.resolution:
             raise ValueError(

@@ -1,7 +1,14 @@
-"""Edge conversions for generated images and labelled sample grids.
+"""Edge conversions for images, and labelled sample grids.
 
-Inside the package images are float tensors in [-1, 1], NCHW; these helpers turn them into PIL
-images at the edges (CLI output, sample grids) and back.
+Inside the package images are float tensors in [-1, 1], NCHW. This module holds the one pair that
+crosses the edge (datasets, scorers, FD, CLI output, sample grids):
+
+    to_uint8(x)    float [..., 3, H, W] in [-1, 1] -> uint8 [..., H, W, 3], u8 = floor((x + 1) * 127.5 + 0.5)
+    from_uint8(u8) uint8 [..., H, W, 3] -> float32 [..., 3, H, W] in [-1, 1], x = u8 / 127.5 - 1
+
+so from_uint8 then to_uint8 is the identity on every uint8 value. `to_levels` is the unrounded
+scale both share ([0, 255] floats, for measurements that should not quantize). No torch import at
+module level: the helpers read numpy arrays too.
 """
 
 from __future__ import annotations
@@ -13,11 +20,32 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 
+def to_levels(images) -> np.ndarray:
+    """float [..., 3, H, W] in [-1, 1] (torch tensor or numpy) -> [..., H, W, 3] = (x + 1) * 127.5,
+    unrounded and unclipped, in the input's float dtype (float32 for a tensor)."""
+    array = images.detach().float().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
+    return np.moveaxis((array + 1.0) * 127.5, -3, -1)  # [..., 3, H, W] -> [..., H, W, 3]
+
+
+def to_uint8(images) -> np.ndarray:
+    """float [..., 3, H, W] in [-1, 1] (torch tensor or numpy) -> uint8 [..., H, W, 3].
+
+    u8 = clip(floor((x + 1) * 127.5 + 0.5), 0, 255): round half up; out-of-range values clamp.
+    """
+    return np.clip(to_levels(images) + 0.5, 0, 255).astype(np.uint8)
+
+
+def from_uint8(pixels):
+    """uint8 [..., H, W, 3] (numpy) -> float32 torch tensor [..., 3, H, W] in [-1, 1]: u8 / 127.5 - 1."""
+    import torch  # here, not at the top: to_uint8 / tensor_to_pil work without torch
+
+    channels_first = np.ascontiguousarray(np.moveaxis(np.asarray(pixels, dtype=np.uint8), -1, -3))
+    return torch.from_numpy(channels_first).float() / 127.5 - 1.0  # [..., 3, H, W]
+
+
 def tensor_to_pil(images) -> list[Image.Image]:
     """[B, 3, H, W] float in [-1, 1] (torch tensor or numpy) -> B RGB PIL images."""
-    array = images.detach().float().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
-    array = np.clip((array + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)  # [B, 3, H, W]
-    return [Image.fromarray(img.transpose(1, 2, 0)) for img in array]  # -> [H, W, 3]
+    return [Image.fromarray(pixels) for pixels in to_uint8(images)]  # each [H, W, 3] uint8
 
 
 def _label_lines(label: str, width_px: int) -> list[str]:

@@ -18,8 +18,9 @@ from PIL import Image
 
 import imagegen
 from imagegen.cascade.assemble import assemble
-from imagegen.cascade.manifest import check_stage_chain, read_manifest
-from imagegen.config import load_config, stage_run_config
+from imagegen.cascade.manifest import read_manifest
+from imagegen.config import load_config, stage_run_config, validate
+from imagegen.config.stages import check_stage_chain
 from imagegen.pipelines.cascade import CascadePipeline
 
 REPO = Path(__file__).resolve().parents[2]
@@ -314,11 +315,9 @@ def _meta_forward(model, size: int, lowres_size: int | None) -> tuple[int, ...]:
 
 
 def test_imagen_layout_chains_and_has_the_documented_sizes_and_shapes():
-    from imagegen.training.sr_objective import check_run_config
-
     configs = [load_config(REPO / "configs" / name) for name in IMAGEN]
     for cfg in configs:
-        check_run_config(cfg)
+        validate(cfg)
     check_stage_chain([(c.stage, c.model.image_size, c.superres.lowres_size) for c in configs])
     assert len({yaml.safe_dump(c.text.__dict__) for c in configs}) == 1  # one text encoder for all
     for cfg in configs:
@@ -339,10 +338,8 @@ def test_imagen_layout_chains_and_has_the_documented_sizes_and_shapes():
 
 
 def test_gpu_shapes_cascade_config_trains_jointly_with_the_documented_sizes():
-    from imagegen.training.sr_objective import check_run_config
-
     cfg = load_config(REPO / "configs" / "shapes-cascade.yaml")
-    check_run_config(cfg)
+    validate(cfg)
     assert [s.stage for s in cfg.cascade.stages] == ["base32", "sr64", "sr128"]
     for stage in cfg.cascade.stages:
         params = sum(p.numel() for p in _meta_unet(stage.model).parameters())

@@ -23,3 +23,17 @@ def test_a_folder_written_by_the_old_layout_loads_and_draws_the_same_images(name
     assert drawn.shape == then.shape
     # the same weights, noise and steps: equal up to float rounding on another CPU or torch build
     assert np.abs(drawn - then).max() <= 2 and np.abs(drawn - then).mean() < 0.05
+
+
+def test_an_old_manifest_reads_into_sample_configs_and_writes_back_unchanged():
+    """StageEntry holds a SampleConfig; the manifest row on disk stays flat, key for key."""
+    import json
+
+    from imagegen.cascade.manifest import MANIFEST_FILE, read_manifest
+    from imagegen.config import SampleConfig
+
+    manifest = read_manifest(OLD / "cascade")
+    assert all(isinstance(stage.sample, SampleConfig) for stage in manifest.stages)
+    written = json.loads((OLD / "cascade" / MANIFEST_FILE).read_text())
+    assert manifest.to_dict() == written
+    assert [list(row) for row in manifest.to_dict()["stages"]] == [list(row) for row in written["stages"]]

@@ -178,3 +178,19 @@ def test_a_trained_runs_weights_record_what_they_predict(run_dir, pipe):
 
     saved = json.loads((latest_checkpoint(run_dir) / "ema" / "model" / "config.json").read_text())
     assert saved["prediction_type"] == pipe.cfg.diffusion.prediction == pipe.model.config.prediction_type
+
+
+def test_importing_the_generate_module_keeps_imagegen_generate_a_function_call(monkeypatch):
+    """`import imagegen.generate` binds the module over the lazy function; it forwards calls."""
+    import importlib
+
+    import imagegen.pipelines
+
+    module = importlib.import_module("imagegen.generate")
+    calls = []
+    monkeypatch.setattr(
+        imagegen.pipelines, "generate", lambda *args, **kwargs: calls.append((args, kwargs)) or "ok"
+    )
+    assert imagegen.generate is module
+    assert imagegen.generate("a red circle", guidance_scale=5.0) == "ok"
+    assert calls == [(("a red circle",), {"guidance_scale": 5.0})]

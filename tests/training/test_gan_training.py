@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from imagegen import factory
 from imagegen.config import load_config
 from imagegen.training import checkpoint as ckpt
-from imagegen.training.gan_objective import GANObjective
+from imagegen.training.objectives.gan import GANObjective
 from imagegen.training.trainer import Trainer
 
 TINY_GAN = Path(__file__).resolve().parents[2] / "configs" / "tiny-gan-test.yaml"

@@ -11,18 +11,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from imagegen.config import RunConfig, load_config, stage_run_config
+from imagegen.config import RunConfig, load_config, stage_run_config, validate
 from imagegen.data.shapes import ShapesDataset, render_scene
 from imagegen.diffusion import GaussianDiffusion
 from imagegen.diffusion.noise_aug import aug_timestep, noise_augment, random_aug_levels
 from imagegen.text import TextEncoding
 from imagegen.training.build import build_objective
-from imagegen.training.sr_objective import (
-    CascadeObjective,
-    SuperResObjective,
-    check_run_config,
-    downsample,
-)
+from imagegen.training.objectives import SuperResObjective
+from imagegen.training.objectives.cascade import CascadeObjective
+from imagegen.training.objectives.diffusion import downsample
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_CASCADE = REPO / "configs" / "tiny-cascade-test.yaml"
@@ -276,7 +273,7 @@ def _set(cfg: RunConfig, path: str, value) -> RunConfig:
 def test_bad_super_resolution_settings_name_the_key(tmp_path, path, value, message):
     cfg = _set(sr_config(tmp_path, tmp_path / "cache"), path, value)
     with pytest.raises(ValueError, match=message):
-        check_run_config(cfg)
+        validate(cfg)
 
 
 def test_render_source_needs_shapes_data(tmp_path):
@@ -284,7 +281,7 @@ def test_render_source_needs_shapes_data(tmp_path):
     cfg.superres.lowres_source = "render"
     cfg.data = dataclasses.replace(cfg.data, kind="folder", path=str(tmp_path))
     with pytest.raises(ValueError, match="render re-renders Shapes scenes"):
-        check_run_config(cfg)
+        validate(cfg)
 
 
 @pytest.mark.parametrize(
@@ -300,7 +297,7 @@ def test_render_source_needs_shapes_data(tmp_path):
 def test_bad_joint_cascades_name_the_problem(tmp_path, path, value, message):
     cfg = _set(joint_config(tmp_path, tmp_path / "cache"), path, value)
     with pytest.raises(ValueError, match=message):
-        check_run_config(cfg)
+        validate(cfg)
 
 
 def test_joint_stages_out_of_order_fail_in_the_trainer_before_the_text_cache(tmp_path):

@@ -2,13 +2,16 @@
 
 An objective owns its networks and says, per phase, which parameters an optimizer updates and
 what the loss is. Diffusion has one phase (`denoiser`); the GAN has two (`D` then `G`), after
-StyleGAN-T's `training/loss.py`; the CLIP one (`clip`, training/clip_objective.py). The trainer
+StyleGAN-T's `training/loss.py`; the CLIP one (`clip`). The trainer
 handles everything else: devices, mixed precision, accumulation, clipping, EMA, checkpoints,
 logging and the NaN guard.
 
 Two optional methods, called when an objective has them: `after_step(phase)` right after the
 phase's optimizer step (the CLIP clamps its logit_scale there), and `save_extras(name, folder)`
 after an EMA network is saved into `folder` (the CLIP writes its tokenizer beside the weights).
+
+One module per family: diffusion.py (a stage, text-to-image or super-resolution), cascade.py
+(every stage of a cascade in one run), gan.py, clip.py.
 """
 
 from __future__ import annotations
@@ -19,8 +22,6 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from imagegen.config import RunConfig
-from imagegen.diffusion import sample_stage
 from imagegen.text import TextEncoding
 
 
@@ -57,47 +58,3 @@ class Objective(Protocol):
         null_text: TextEncoding,
         generator: torch.Generator,
     ) -> torch.Tensor: ...
-
-
-class DiffusionObjective:
-    """Imagen's denoising objective on one stage: one phase, the U-Net."""
-
-    phases = ("denoiser",)
-
-    def __init__(self, cfg: RunConfig, unet: nn.Module, diffusion: Any, loss_fn: Any):
-        self.cfg = cfg
-        self.networks = {"model": unet}
-        self.ema_networks = {"model": cfg.train.ema_max_decay}
-        self.diffusion, self.loss_fn = diffusion, loss_fn
-
-    def phase_spec(self, phase: str) -> PhaseSpec:
-        train = self.cfg.train
-        return PhaseSpec("model", train.lr, (0.9, 0.99), train.weight_decay)
-
-    def loss(self, phase, batch, text, null_text, generator):
-        model = self.networks["model"]
-        per_sample = self.loss_fn(
-            model,
-            batch["image"],
-            text.as_cond(),
-            null_cond=null_text.as_cond(),
-            cond_drop_prob=self.cfg.diffusion.cond_drop_prob,
-            generator=generator,
-        )  # [B]
-        loss = per_sample.mean()
-        return loss, {"loss": loss}
-
-    @torch.no_grad()
-    def sample(self, averaged, text, null_text, generator):
-        """The sample grid: [B, C, H, W] in [-1, 1], sampled as a pipeline samples this run."""
-        model = self.cfg.model
-        return sample_stage(
-            averaged["model"],
-            self.diffusion,
-            self.cfg.sample,
-            text,
-            null_text,
-            model.image_size,
-            generator,
-            channels=model.out_channels,
-        )

@@ -27,7 +27,7 @@ from torch import nn
 from imagegen.config import RunConfig
 from imagegen.gan import GANLoss, sample_z
 from imagegen.text import TextEncoding
-from imagegen.training.objectives import PhaseSpec
+from imagegen.training.objectives.base import PhaseSpec
 
 NOISE_KEY = "gan_z"  # where the step's noise travels inside the micro-batch dict
 

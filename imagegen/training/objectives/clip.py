@@ -21,7 +21,7 @@ from torch import nn
 from imagegen.clip import caption_groups, clamp_logit_scale, contrastive_loss, scaled_logits
 from imagegen.clip.tokens import CaptionTokenizer, TokenBatch
 from imagegen.config import RunConfig
-from imagegen.training.objectives import PhaseSpec
+from imagegen.training.objectives.base import PhaseSpec
 
 CLIP_BETAS = (0.9, 0.98)  # CLIP's Adam betas (Radford et al. 2021, Table 20)
 
