@@ -187,12 +187,17 @@ def validate(cfg: RunConfig) -> RunConfig:
 
 def check_trainable(cfg: RunConfig) -> RunConfig:
     """Checks that only training needs (a finished run that fails them still generates): a
-    diffusion base stage trains at its model's size."""
+    diffusion base stage, a GAN and a CLIP train at their model's size."""
     base_stage = cfg.train.objective == "diffusion" and not cfg.model.lowres_cond
     if base_stage and cfg.data.resolution != cfg.model.image_size:
         raise ConfigError(
             f"data.resolution is {cfg.data.resolution} but model.image_size is {cfg.model.image_size} "
             "(resolution mismatch): a diffusion base stage trains at its model's size"
+        )
+    if cfg.train.objective == "gan" and cfg.gan.image_size != cfg.data.resolution:
+        raise ConfigError(
+            f"gan.image_size is {cfg.gan.image_size} but data.resolution is {cfg.data.resolution}; "
+            "they must match (the GAN trains on the data at its own resolution)"
         )
     if cfg.train.objective == "clip":
         _check_clip_trainable(cfg)

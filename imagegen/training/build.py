@@ -81,11 +81,6 @@ def build_objective(cfg: RunConfig, text_dim: int):
     if cfg.train.objective == "gan":
         from imagegen.training.objectives.gan import GANObjective
 
-        if cfg.gan.image_size != cfg.data.resolution:
-            raise ValueError(
-                f"gan.image_size is {cfg.gan.image_size} but data.resolution is {cfg.data.resolution}; "
-                "they must match (the GAN trains on the data at its own resolution)"
-            )
         generator_net, discriminator_net = factory.build_gan(cfg.gan, text_dim, cfg.gan.image_size)
         return GANObjective(cfg, generator_net, discriminator_net)
     raise ValueError(
