@@ -23,7 +23,6 @@ Weights are never downloaded at run time unless IMAGEGEN_ALLOW_DOWNLOAD=1 (see `
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -36,6 +35,8 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+
+from imagegen.utils.hub import quiet_hf_loading
 
 ALLOW_DOWNLOAD_ENV = "IMAGEGEN_ALLOW_DOWNLOAD"
 BUNDLED_MINILM_NAME = "bundled:all-MiniLM-L6-v2"
@@ -197,23 +198,6 @@ def weights_fingerprint(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-@contextlib.contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """Hide transformers' per-load "Loading weights" progress bar and load report (a CLIP folder's
-    vision tower is reported "unexpected" by CLIPTextModel); missing weights are checked instead."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if was_enabled:
-            hf_logging.enable_progress_bar()
-
-
 class _Loaded:
     """A frozen float32 model in eval mode and its tokenizer."""
 
@@ -228,7 +212,7 @@ def _load_pretrained(model_class: str, folder: Path, fingerprint: str, device: s
     if loaded is None:
         import transformers
 
-        with _quiet_loading():
+        with quiet_hf_loading():
             tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
             model, info = getattr(transformers, model_class).from_pretrained(
                 folder, local_files_only=True, dtype=torch.float32, output_loading_info=True

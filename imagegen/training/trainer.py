@@ -65,6 +65,22 @@ class TrainSummary:
         )
 
 
+def _allow_new_precision(precision: str) -> None:
+    """Let a second Trainer in one process use another precision than the first.
+
+    accelerate keeps one process-wide AcceleratorState and refuses an Accelerator whose
+    mixed_precision differs from the first one's; in a single, non-distributed process (a notebook
+    training a CLIP in fp32 and then a decoder in bf16) that state is safe to clear. A launched
+    multi-process run keeps it (its precision comes from the launcher anyway)."""
+    from accelerate.state import AcceleratorState, DistributedType
+
+    shared = AcceleratorState._shared_state
+    if not shared or shared.get("_mixed_precision") in (None, precision):
+        return
+    if shared.get("distributed_type", DistributedType.NO) == DistributedType.NO:
+        AcceleratorState._reset_state()
+
+
 # ------------------------------------------------------------------------------------------------
 # The trainer
 # ------------------------------------------------------------------------------------------------
@@ -73,12 +89,14 @@ class TrainSummary:
 class Trainer:
     def __init__(self, cfg: RunConfig, resume: str | None = None):
         self.cfg = check_trainable(cfg)  # before any compute, also for configs built in code
+        precision = resolve_mixed_precision(
+            cfg.train.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu"
+        )
+        _allow_new_precision(precision)
         self.accelerator = Accelerator(
             # with no GPU, several launched processes train on CPU with gloo (accelerate's MULTI_CPU)
             cpu=not torch.cuda.is_available(),
-            mixed_precision=resolve_mixed_precision(
-                cfg.train.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu"
-            ),
+            mixed_precision=precision,
             step_scheduler_with_optimizer=False,  # one LR step per optimizer step, on every process
         )
         self.precision = self.accelerator.mixed_precision  # "auto" resolved for this machine

@@ -206,3 +206,13 @@ def test_summary_says_not_logged_rather_than_nan_when_no_log_step_was_reached():
     assert "last loss not logged" in summary.line() and "nan" not in summary.line()
     logged = TrainSummary(Path("runs/x"), 10, 0.1, 8.3, 0.25, 0, None, None)
     assert "last loss 0.2500" in logged.line()
+
+
+def test_a_second_trainer_in_one_process_may_use_another_precision(tiny_config):
+    """accelerate refuses an Accelerator whose mixed_precision differs from the process's first;
+    a notebook training a fp32 CLIP and then a bf16 decoder must not hit that."""
+    first = Trainer(tiny_config("train.run_name=fp32", 'train.mixed_precision="no"', "train.max_steps=1"))
+    assert first.precision == "no"
+    second = Trainer(tiny_config("train.run_name=bf16", 'train.mixed_precision="bf16"', "train.max_steps=1"))
+    assert second.precision == "bf16"
+    assert second.fit().step == 1
