@@ -1,7 +1,8 @@
-"""`python -m imagegen.cascade assemble | show`: build and inspect cascade folders.
+"""`python -m imagegen.cascade assemble | show | unclip`: build and inspect cascade and unCLIP folders.
 
     python -m imagegen.cascade assemble RUN1 RUN2 ... --out CASCADE [--overwrite]
     python -m imagegen.cascade show CASCADE
+    python -m imagegen.cascade unclip --prior PRIOR_RUN --decoder DECODER_RUN --out UNCLIP [--clip CLIP]
 
 Generating is one command for runs and cascades alike: `python -m imagegen.generate PROMPT
 --model CASCADE [--stop-after base32] [--lowres-image small.png] [--set sr64.num_steps=10]`.
@@ -26,6 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     assemble.add_argument("runs", nargs="+", help="run directories or checkpoint folders, in stage order")
     assemble.add_argument("--out", required=True, help="the cascade folder to write")
     assemble.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    unclip = commands.add_parser(
+        "unclip", help="join a CLIP, a prior run and a decoder run into an unCLIP folder (docs/unclip.md)"
+    )
+    unclip.add_argument("--prior", required=True, help="the prior's run directory or checkpoint folder")
+    unclip.add_argument("--decoder", required=True, help="the decoder's run directory or checkpoint folder")
+    unclip.add_argument("--clip", default=None, help="the CLIP folder (default: the prior's unclip.clip)")
+    unclip.add_argument("--out", required=True, help="the unCLIP folder to write")
+    unclip.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     moved = commands.add_parser("generate", help="moved: python -m imagegen.generate PROMPT --model CASCADE")
     moved.add_argument("rest", nargs=argparse.REMAINDER)
     show = commands.add_parser("show", help="print a cascade's manifest")
@@ -62,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
             out = assemble(args.runs, args.out, overwrite=args.overwrite)
             names = read_manifest(out).stage_names()
             message = f"wrote cascade {out}: {' -> '.join(names)}"
+        elif args.command == "unclip":
+            from imagegen.cascade.unclip import assemble_unclip
+
+            out = assemble_unclip(
+                args.prior, args.decoder, args.out, clip=args.clip, overwrite=args.overwrite
+            )
+            message = f"wrote unCLIP folder {out}: clip + prior + decoder"
         elif args.command == "generate":
             raise ValueError(
                 "generating moved to the one generate command for runs and cascades: python -m "

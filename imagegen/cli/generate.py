@@ -9,6 +9,9 @@ runs/. The model used is printed.
     python -m imagegen.generate "a red circle" --model runs/shapes-cascade --set sr64.num_steps=10
     python -m imagegen.generate "a red circle" --model runs/shapes-cascade --stop-after base32
     python -m imagegen.generate "a red circle" --model RUN_OR_CASCADE --lowres-image small.png
+    python -m imagegen.generate "a red circle" --model UNCLIP --image-embed-source text
+    python -m imagegen.generate --model UNCLIP --variations render.png --num-images 4
+    python -m imagegen.generate --model UNCLIP --interpolate a.png b.png --interpolation-steps 6
 """
 
 from __future__ import annotations
@@ -20,7 +23,11 @@ from pathlib import Path
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m imagegen.generate", description=__doc__.split("\n")[0])
-    parser.add_argument("prompts", nargs="+", help='one or more prompts ("" = unconditional)')
+    parser.add_argument(
+        "prompts",
+        nargs="*",
+        help='one or more prompts ("" = unconditional; none with --variations/--interpolate)',
+    )
     parser.add_argument(
         "--model",
         default=None,
@@ -60,6 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="STAGE.KEY=VALUE",
         help="cascade only: per-stage setting, repeatable: --set sr64.num_steps=10 --set sr64.aug_level=0.1",
+    )
+    unclip = parser.add_argument_group("unCLIP folders only (docs/unclip.md)")
+    unclip.add_argument(
+        "--variations", default=None, metavar="IMAGE", help="draw --num-images variations of IMAGE"
+    )
+    unclip.add_argument(
+        "--interpolate", nargs=2, default=None, metavar=("A", "B"), help="a strip from image A to B"
+    )
+    unclip.add_argument(
+        "--interpolation-steps", type=int, default=5, help="images in the --interpolate strip"
+    )
+    unclip.add_argument("--prior-guidance-scale", type=float, default=None, help="the prior's guidance scale")
+    unclip.add_argument(
+        "--image-embed-source", default=None, help="what the decoder is given: prior (default) | text | none"
     )
     parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     return parser
@@ -107,6 +128,26 @@ def _options(args: argparse.Namespace) -> dict:
         raise ValueError(
             f"{' / '.join(cascade_only)}: only a cascade folder (with manifest.json) takes these"
         )
+    unclip_flags = {
+        "--variations": args.variations,
+        "--interpolate": args.interpolate,
+        "--prior-guidance-scale": args.prior_guidance_scale,
+        "--image-embed-source": args.image_embed_source,
+    }
+    given_unclip = [flag for flag, value in unclip_flags.items() if value is not None]
+    if given_unclip:
+        from imagegen.cascade.unclip import is_unclip_folder
+
+        if not is_unclip_folder(args.model):
+            raise ValueError(
+                f"{' / '.join(given_unclip)}: only an unCLIP folder (with unclip.json) takes these"
+            )
+    if args.variations and args.interpolate:
+        raise ValueError("--variations / --interpolate: give one of them")
+    if not args.prompts and not (args.variations or args.interpolate):
+        raise ValueError("prompts: give at least one prompt (or --variations IMAGE / --interpolate A B)")
+    given["prior_guidance_scale"] = args.prior_guidance_scale
+    given["image_embed_source"] = args.image_embed_source
     if args.lowres_image:
         from PIL import Image
 
@@ -122,6 +163,8 @@ def _run(args: argparse.Namespace) -> int:
     options = _options(args)  # checked before any weights load
     pipe = load_pipeline(args.model, device=args.device)
     print(f"model: {pipe.checkpoint}", flush=True)
+    if args.variations or args.interpolate:
+        return _run_images(args, pipe, options)
     if "truncation" in options and not isinstance(pipe, GANPipeline):
         ignore_truncation(options.pop("truncation"), str(pipe.checkpoint))  # as generate() does
     images = pipe(args.prompts, seed=args.seed, num_images_per_prompt=args.num_images, **options)
@@ -133,6 +176,33 @@ def _run(args: argparse.Namespace) -> int:
         labels = [p for p in args.prompts for _ in range(args.num_images)]
         make_grid(images, labels=labels, columns=args.num_images if len(args.prompts) > 1 else None).save(out)
     print(f"wrote {out} ({len(images)} image{'s' if len(images) > 1 else ''})")
+    return 0
+
+
+def _run_images(args: argparse.Namespace, pipe, options: dict) -> int:
+    """unCLIP variations of one image, or an interpolation strip between two, as one grid."""
+    from PIL import Image
+
+    from imagegen.utils.images import make_grid
+
+    sampling = {k: options[k] for k in ("guidance_scale", "num_steps", "sampler") if k in options}
+    prompt = args.prompts[0] if args.prompts else ""
+    if args.variations:
+        source = Image.open(args.variations)
+        images = pipe.variations(
+            source, num_images_per_image=args.num_images, seed=args.seed, prompt=prompt, **sampling
+        )
+        labels = [f"variation {i + 1}" for i in range(len(images))]
+    else:
+        a, b = (Image.open(path) for path in args.interpolate)
+        images = pipe.interpolate(
+            a, b, steps=args.interpolation_steps, seed=args.seed, prompt=prompt, **sampling
+        )
+        labels = [f"{i}/{len(images) - 1}" for i in range(len(images))]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    make_grid(images, labels=labels).save(out)
+    print(f"wrote {out} ({len(images)} images)")
     return 0
 
 

@@ -11,6 +11,7 @@ duplicate captions masked out of the denominators, the temperature clamp and ret
 See docs/unclip.md.
 """
 
+from imagegen.clip.frozen import FrozenClip
 from imagegen.clip.loss import (
     MAX_LOGIT_SCALE,
     caption_groups,
@@ -18,13 +19,14 @@ from imagegen.clip.loss import (
     contrastive_loss,
     scaled_logits,
 )
-from imagegen.clip.model import build_clip, embed_images, embed_texts, load_clip
+from imagegen.clip.model import build_clip, embed_images, embed_texts, load_clip, project_text
 from imagegen.clip.retrieval import recall_at_1, zero_shot_predictions
 from imagegen.clip.tokens import CaptionTokenizer, TokenBatch, load_tokenizer
 
 __all__ = [
     "MAX_LOGIT_SCALE",
     "CaptionTokenizer",
+    "FrozenClip",
     "TokenBatch",
     "build_clip",
     "caption_groups",
@@ -34,6 +36,7 @@ __all__ = [
     "embed_texts",
     "load_clip",
     "load_tokenizer",
+    "project_text",
     "recall_at_1",
     "scaled_logits",
     "zero_shot_predictions",

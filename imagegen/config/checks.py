@@ -63,6 +63,15 @@ _RANGES: dict[str, dict[str, tuple[float, float]]] = {  # section -> field -> in
         "text_dim": (1, 16_384),
         "cond_dim": (1, 16_384),
         "dropout": (0, 1),
+        "image_embed_dim": (0, 16_384),
+    },
+    "unclip": {"image_embed_drop_prob": (0, 1)},
+    "prior": {
+        "layers": (1, 128),
+        "heads": (1, 1024),
+        "head_dim": (1, 1024),
+        "dropout": (0, 1),
+        "num_candidates": (1, 64),
     },
     "gan": {
         "image_size": (8, 1024),
@@ -93,6 +102,8 @@ _RANGES: dict[str, dict[str, tuple[float, float]]] = {  # section -> field -> in
     },
 }
 CLIP_DUPLICATES = ("mask", "none")
+CLIP_STEMS = ("patch", "conv")
+CLIP_TOKEN_INITS = ("random", "minilm")
 _LIST_ITEMS = {  # section -> per-level list field -> inclusive [low, high] of each entry
     "model": {"channels": (1, 8192), "num_res_blocks": (0, 32)},
     "gan": {"gen_channels": (1, 8192), "disc_channels": (1, 8192)},
@@ -150,6 +161,16 @@ def _check_clip(cfg: RunConfig) -> None:
         width, heads = getattr(clip, f"{tower}_width"), getattr(clip, f"{tower}_heads")
         if width % heads:
             raise ConfigError(f"clip.{tower}_heads: {heads} heads do not divide clip.{tower}_width {width}")
+    if clip.stem not in CLIP_STEMS:
+        raise ConfigError(f"clip.stem: {clip.stem!r} is unknown; allowed: {', '.join(CLIP_STEMS)}")
+    if clip.stem == "conv" and clip.patch_size & (clip.patch_size - 1):
+        raise ConfigError(
+            f"clip.patch_size: a conv stem halves down to it, so a power of 2; got {clip.patch_size}"
+        )
+    if clip.token_init not in CLIP_TOKEN_INITS:
+        raise ConfigError(
+            f"clip.token_init: {clip.token_init!r} is unknown; allowed: {', '.join(CLIP_TOKEN_INITS)}"
+        )
     if clip.duplicates not in CLIP_DUPLICATES:
         raise ConfigError(
             f"clip.duplicates: {clip.duplicates!r} is unknown; allowed: {', '.join(CLIP_DUPLICATES)}"
@@ -169,6 +190,49 @@ def _check_clip_trainable(cfg: RunConfig) -> None:
         )
 
 
+def _check_unclip(cfg: RunConfig) -> None:
+    """A prior samples embeddings (no pixel thresholding); a decoder is built for a CLIP embedding."""
+    objective = cfg.train.objective
+    if objective == "prior" and cfg.sample.thresholding != "none":
+        raise ConfigError(
+            f"sample.thresholding is {cfg.sample.thresholding!r}, but a prior samples CLIP embeddings, "
+            "not pixels: set sample.thresholding=none"
+        )
+    if objective == "decoder" and not cfg.model.image_embed_dim:
+        raise ConfigError(
+            "model.image_embed_dim is 0, but an unCLIP decoder is conditioned on a CLIP image "
+            "embedding: set it to the CLIP's embed_dim"
+        )
+    if cfg.model.image_embed_dim and objective in ("diffusion", "cascade"):
+        raise ConfigError(
+            f"model.image_embed_dim is {cfg.model.image_embed_dim}, but only train.objective decoder "
+            "conditions a U-Net on a CLIP image embedding: set it to 0"
+        )
+
+
+def _check_unclip_trainable(cfg: RunConfig) -> None:
+    """Prior and decoder runs name their CLIP; a prior reads captions through that same CLIP."""
+    objective = cfg.train.objective
+    if not cfg.unclip.clip:
+        raise ConfigError(
+            f"unclip.clip is empty, but train.objective {objective} needs the trained CLIP: a CLIP "
+            "run's checkpoint-N/ema/clip folder (docs/unclip.md)"
+        )
+    clip = Path(cfg.unclip.clip).expanduser().resolve()
+    same = cfg.text.name_or_path and Path(cfg.text.name_or_path).expanduser().resolve() == clip
+    if objective == "prior" and (cfg.text.encoder != "clip" or not same):
+        raise ConfigError(
+            f"text.encoder is {cfg.text.encoder!r} with name_or_path {cfg.text.name_or_path!r}, but a "
+            f"prior reads captions through its CLIP: set text.encoder=clip and "
+            f"text.name_or_path={cfg.unclip.clip} (the unclip.clip folder)"
+        )
+    if objective == "decoder" and cfg.data.resolution != cfg.model.image_size:
+        raise ConfigError(
+            f"data.resolution is {cfg.data.resolution} but model.image_size is {cfg.model.image_size} "
+            "(resolution mismatch): a decoder trains at its model's size"
+        )
+
+
 def validate(cfg: RunConfig) -> RunConfig:
     """Check every value against the ranges that train or generate something meaningful, then the
     super-resolution and cascade rules (ValueError naming the key); returns cfg."""
@@ -180,6 +244,7 @@ def validate(cfg: RunConfig) -> RunConfig:
             _check_section(name, getattr(stage, name), f"cascade.stages[{i}].{name}")
         _check_model_size(f"cascade.stages[{i}].model", stage.model)
     _check_clip(cfg)
+    _check_unclip(cfg)
     _check_run_name(cfg.train.run_name)
     check_run_config(cfg)
     return cfg
@@ -187,7 +252,8 @@ def validate(cfg: RunConfig) -> RunConfig:
 
 def check_trainable(cfg: RunConfig) -> RunConfig:
     """Checks that only training needs (a finished run that fails them still generates): a
-    diffusion base stage, a GAN and a CLIP train at their model's size."""
+    diffusion base stage, a GAN and a CLIP train at their model's size; a prior and a decoder name
+    the CLIP they are tied to."""
     base_stage = cfg.train.objective == "diffusion" and not cfg.model.lowres_cond
     if base_stage and cfg.data.resolution != cfg.model.image_size:
         raise ConfigError(
@@ -201,4 +267,6 @@ def check_trainable(cfg: RunConfig) -> RunConfig:
         )
     if cfg.train.objective == "clip":
         _check_clip_trainable(cfg)
+    if cfg.train.objective in ("prior", "decoder"):
+        _check_unclip_trainable(cfg)
     return validate(cfg)

@@ -63,6 +63,9 @@ class UNetConfig:
     cond_dim: int = 256  # width of time / pooled-text embeddings and projected text tokens
     dropout: float = 0.0
     lowres_cond: bool = False  # super-resolution stage: concat upsampled low-res image + aug level
+    # unCLIP decoder: width E of the CLIP image embedding z_i it is conditioned on (projected into 4
+    # context tokens and added to the timestep embedding); 0 = a plain text-conditioned U-Net
+    image_embed_dim: int = 0
 
 
 @dataclass
@@ -146,6 +149,12 @@ class ClipConfig:
 
     image_size: int = 32  # side of the images it embeds (must equal data.resolution to train)
     patch_size: int = 4  # ViT patch side in pixels (32 px / 4 = 64 patches + CLS)
+    # how pixels become the patch tokens: "patch" (ViT's one strided convolution) | "conv" (early
+    # convolutions, Xiao et al. 2021: 3x3 convolutions down to the patch grid; patch_size a power of 2)
+    stem: str = "patch"
+    # the text tower's token table at step 0: "random" (CLIP's) | "minilm" (the bundled MiniLM's
+    # word-piece embeddings, randomly projected to text_width; needs the bundled tokenizer)
+    token_init: str = "random"
     vision_width: int = 128
     vision_layers: int = 3
     vision_heads: int = 4
@@ -163,8 +172,35 @@ class ClipConfig:
 
 
 @dataclass
+class UnclipConfig:
+    """What unCLIP's prior and decoder runs share (Ramesh et al. 2022; docs/unclip.md)."""
+
+    # the trained CLIP both are tied to: a CLIP run's checkpoint-N/ema/clip folder (also the run's
+    # text encoder: text.encoder clip, text.name_or_path the same folder)
+    clip: str = ""
+    # decoder: probability z_i is replaced by zeros in training (unCLIP: 10%); the caption is
+    # dropped independently with diffusion.cond_drop_prob (unCLIP: 50%)
+    image_embed_drop_prob: float = 0.1
+
+
+@dataclass
+class PriorConfig:
+    """unCLIP's diffusion prior (train.objective: prior): diffusers' PriorTransformer, a causal
+    transformer over [caption tokens, z_t, timestep, noised z_i, a learnt query] that predicts
+    the CLIP image embedding z_i (diffusion.prediction x0, as unCLIP) from the caption."""
+
+    layers: int = 4
+    heads: int = 4
+    head_dim: int = 32  # inner width heads * head_dim
+    dropout: float = 0.0
+    # sampling: embeddings drawn per caption; the one with the highest z_i . z_t is kept (unCLIP §2.2)
+    num_candidates: int = 2
+
+
+@dataclass
 class TrainConfig:
     # "diffusion" | "gan" | "cascade" (every cascade.stages network jointly) | "clip" (contrastive)
+    # | "prior" (unCLIP's prior: z_t -> z_i) | "decoder" (unCLIP's decoder: z_i + caption -> image)
     objective: str = "diffusion"
     batch_size: int = 32  # per process
     lr: float = 1e-3
@@ -252,6 +288,8 @@ class RunConfig:
     superres: SuperResConfig = field(default_factory=SuperResConfig)
     gan: GANConfig = field(default_factory=GANConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
+    unclip: UnclipConfig = field(default_factory=UnclipConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     cascade: CascadeConfig = field(default_factory=CascadeConfig)

@@ -220,13 +220,15 @@ def sample_images(
     percentile: float = 0.995,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    clamp: bool = True,
 ) -> torch.Tensor:
     """Guided, thresholded sampling from pure noise: the one call a pipeline stage makes.
 
     model(x_t, t, **cond) -> model_output in diffusion.prediction. shape (B, C, H, W). cond: tensors
     with batch B; uncond: the null condition (encoding of "") or a negative prompt's, batch 1 or B
     (None only with guidance_scale 1). x_T ~ N(0, I) is drawn from `generator` (any device; moved
-    to the conditions' device). Returns x0 [B, C, H, W] float32, clamped to [-1, 1].
+    to the conditions' device). Returns x0 [B, C, H, W] float32, clamped to [-1, 1] (images;
+    `clamp=False` for what is not an image, e.g. a prior's CLIP embeddings [B, E, 1, 1]).
     """
     check_choice("sampler", sampler, tuple(SAMPLERS))
     check_num_steps(num_steps, diffusion.num_timesteps)
@@ -246,4 +248,4 @@ def sample_images(
         x0_transform=x0_transform,
         progress=progress,
     )
-    return x0.clamp(-1.0, 1.0)
+    return x0.clamp(-1.0, 1.0) if clamp else x0

@@ -20,6 +20,7 @@ from imagegen.config import (
     DataConfig,
     DiffusionConfig,
     GANConfig,
+    RunConfig,
     TextConfig,
     UNetConfig,
     config_to_dict,
@@ -86,6 +87,30 @@ def build_unet(model: UNetConfig, text_dim: int, prediction: str | None = None) 
             f"embeddings; set model.text_dim={text_dim}"
         )
     return EfficientUNet.from_config_dataclass(model, prediction_type=prediction)
+
+
+def build_prior(cfg: RunConfig, embed_dim: int, text_width: int) -> nn.Module:
+    """unCLIP's diffusion prior for a CLIP of joint width `embed_dim` and text width `text_width`."""
+    from imagegen.models.prior import DiffusionPrior
+
+    prior = cfg.prior
+    return DiffusionPrior(
+        embed_dim=embed_dim,
+        text_width=text_width,
+        num_tokens=cfg.text.max_length,
+        layers=prior.layers,
+        heads=prior.heads,
+        head_dim=prior.head_dim,
+        dropout=prior.dropout,
+        prediction_type=cfg.diffusion.prediction,
+    )
+
+
+def load_prior(folder: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """A saved DiffusionPrior (config.json + safetensors, bounded like a U-Net) in eval mode."""
+    from imagegen.models.prior import DiffusionPrior
+
+    return _load_model_mixin(DiffusionPrior, Path(folder), device)
 
 
 def build_diffusion(diffusion: DiffusionConfig):
@@ -230,16 +255,21 @@ def load_unet(folder: str | Path, device: str | torch.device = "cpu") -> nn.Modu
     to a pickled `diffusion_pytorch_model.bin`), its config.json bounded first. Always float32,
     whatever the file stores (the bundled model is stored in float16 to halve its size)."""
     from imagegen.models import EfficientUNet
+
+    return _load_model_mixin(EfficientUNet, Path(folder), device)
+
+
+def _load_model_mixin(model_class: type, folder: Path, device: str | torch.device) -> nn.Module:
+    """A diffusers ModelMixin from safetensors only, its config.json bounded first, float32, eval."""
     from imagegen.utils.integrity import read_checked_json
 
-    folder = Path(folder)
     weights = folder / "diffusion_pytorch_model.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: missing (weights are read from safetensors only)")
     config = read_checked_json(folder / "config.json")
     check_architecture(folder / "config.json", {k: v for k, v in config.items() if not k.startswith("_")})
     try:
-        model = EfficientUNet.from_pretrained(str(folder), use_safetensors=True, torch_dtype=torch.float32)
+        model = model_class.from_pretrained(str(folder), use_safetensors=True, torch_dtype=torch.float32)
     except BUILD_ERRORS as error:
         raise _mismatch(folder, "config.json", error) from None
     return model.to(device).eval()

@@ -47,6 +47,7 @@ def _check_layout(
 
 
 PREDICTION_TYPES = ("eps", "v", "x0", None)  # None: a folder written before the type was saved
+IMAGE_TOKENS = 4  # context tokens an image embedding is projected into (unCLIP's decoder: four)
 
 
 class EfficientUNet(ModelMixin, ConfigMixin):
@@ -81,6 +82,7 @@ class EfficientUNet(ModelMixin, ConfigMixin):
         cond_dim: int = 256,
         dropout: float = 0.0,
         lowres_cond: bool = False,
+        image_embed_dim: int = 0,
         prediction_type: str | None = None,
     ) -> None:
         super().__init__()
@@ -98,6 +100,13 @@ class EfficientUNet(ModelMixin, ConfigMixin):
         self.pooled_proj = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, cond_dim))
         token_proj = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, cond_dim))
         self.token_proj = token_proj if any(cross_attn) else None  # unused params would get no grad
+        # unCLIP's decoder (Ramesh et al. 2022, §2.1): a CLIP image embedding z_i [B, E] is projected
+        # and added to the timestep embedding, and projected into IMAGE_TOKENS extra context tokens
+        # appended to the caption's (always projected, whatever E is: DALLE2-pytorch skips the
+        # projection when the widths agree)
+        if image_embed_dim:
+            self.image_emb_proj = nn.Linear(image_embed_dim, cond_dim)
+            self.image_token_proj = nn.Linear(image_embed_dim, IMAGE_TOKENS * text_dim)
 
         image_channels = in_channels * (2 if lowres_cond else 1)
         self.init_conv = nn.Conv2d(image_channels, channels[0], kernel_size=3, padding=1)
@@ -150,6 +159,7 @@ class EfficientUNet(ModelMixin, ConfigMixin):
         text_pooled: Tensor,
         lowres: Tensor | None = None,
         aug_level: Tensor | None = None,
+        image_embed: Tensor | None = None,
     ) -> Tensor:
         """Predict the network target (eps, v or x0; the diffusion config decides) for x_t.
 
@@ -163,12 +173,19 @@ class EfficientUNet(ModelMixin, ConfigMixin):
                 upsampled bilinearly to H x W here).
             aug_level: [B] (or a scalar) noise-augmentation level of `lowres`, in the same units
                 as t (timesteps in [0, num_timesteps)); super-resolution only.
+            image_embed: [B, image_embed_dim] CLIP image embedding (unCLIP decoders only, built
+                with image_embed_dim > 0; all zeros is the dropped, unconditional embedding).
 
         Returns:
             [B, out_channels, H, W] in the dtype of x_t.
         """
         self._check_inputs(x_t, t, text_tokens, text_mask, text_pooled, lowres, aug_level)
-        emb, context = self._conditioning(t, text_tokens, text_pooled, aug_level, batch=x_t.shape[0])
+        self._check_image_embed(image_embed, x_t.shape[0])
+        if image_embed is not None:
+            text_tokens, text_mask = self._append_image_tokens(text_tokens, text_mask, image_embed)
+        emb, context = self._conditioning(
+            t, text_tokens, text_pooled, aug_level, batch=x_t.shape[0], image_embed=image_embed
+        )
         x = self._input_image(x_t, lowres)  # [B, in_channels (x2 for SR), H, W]
         x = self.init_conv(x.to(emb.dtype))  # [B, channels[0], H, W]
         skips = []
@@ -188,17 +205,50 @@ class EfficientUNet(ModelMixin, ConfigMixin):
         return level(*inputs)
 
     def _conditioning(
-        self, t: Tensor, text_tokens: Tensor, text_pooled: Tensor, aug_level: Tensor | None, batch: int
+        self,
+        t: Tensor,
+        text_tokens: Tensor,
+        text_pooled: Tensor,
+        aug_level: Tensor | None,
+        batch: int,
+        image_embed: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """SiLU(emb(t) + proj(pooled) [+ emb(aug_level)]) [B, cond_dim] and text context [B, L, cond_dim]."""
+        """SiLU(emb(t) + proj(pooled) [+ emb(aug_level)] [+ proj(z_i)]) [B, cond_dim] and the text
+        context [B, L, cond_dim]."""
         weight_dtype = self.init_conv.weight.dtype
         text_tokens, text_pooled = text_tokens.to(weight_dtype), text_pooled.to(weight_dtype)  # fp16 caches
         emb = self.time_embed(t.expand(batch)) + self.pooled_proj(text_pooled)  # [B, cond_dim]
         if self.aug_embed is not None:
             emb = emb + self.aug_embed(aug_level.expand(batch))
+        if image_embed is not None:
+            emb = emb + self.image_emb_proj(image_embed.to(emb.dtype))
         emb = nn.functional.silu(emb)  # every res-block's FiLM starts with SiLU: do it once
         context = self.token_proj(text_tokens) if self.token_proj is not None else None  # [B, L, cond_dim]
         return emb, context
+
+    def _append_image_tokens(
+        self, text_tokens: Tensor, text_mask: Tensor, image_embed: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Caption tokens [B, L, D] + IMAGE_TOKENS projected z_i tokens -> [B, L + 4, D], mask too."""
+        batch, dim = text_tokens.shape[0], self.config.text_dim
+        weight = self.image_token_proj.weight
+        tokens = self.image_token_proj(image_embed.to(weight.dtype)).view(batch, IMAGE_TOKENS, dim)
+        visible = torch.ones(batch, IMAGE_TOKENS, dtype=torch.bool, device=text_mask.device)
+        return torch.cat([text_tokens.to(tokens.dtype), tokens], 1), torch.cat([text_mask, visible], 1)
+
+    def _check_image_embed(self, image_embed: Tensor | None, batch: int) -> None:
+        """image_embed [B, image_embed_dim] is required by an unCLIP decoder and refused otherwise."""
+        dim = self.config.image_embed_dim
+        if not dim:
+            if image_embed is not None:
+                raise ValueError("image_embed must be None: this U-Net was built with image_embed_dim=0")
+            return
+        if image_embed is None or tuple(image_embed.shape) != (batch, dim):
+            got = None if image_embed is None else tuple(image_embed.shape)
+            raise ValueError(
+                f"image_embed must be [B={batch}, image_embed_dim={dim}] (a CLIP image embedding, "
+                f"zeros when dropped); got {got}"
+            )
 
     def _input_image(self, x_t: Tensor, lowres: Tensor | None) -> Tensor:
         """x_t, or [x_t, bilinear_upsample(lowres)] along channels for super-resolution."""

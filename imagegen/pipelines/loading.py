@@ -5,10 +5,10 @@
     images = imagegen.generate(["a red circle", "two blue squares"], num_images_per_prompt=4)
 
 `path` may be a run directory (its newest intact checkpoint is used), one checkpoint folder, a
-cascade folder (manifest.json), None or "default" (the bundled model that ships with the package:
-imagegen/assets/default, a Shapes base 32 px stage) or "latest" (the newest run under `runs/`).
-Which folder a name meant is logged once. A checkpoint's `train.objective` picks the pipeline:
-diffusion or GAN.
+cascade folder (manifest.json), an unCLIP folder (unclip.json: CLIP + prior + decoder), None or
+"default" (the bundled model that ships with the package: imagegen/assets/default, a Shapes base
+32 px stage) or "latest" (the newest run under `runs/`). Which folder a name meant is logged
+once. A checkpoint's `train.objective` picks the pipeline: diffusion or GAN.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ import torch
 from PIL import Image
 
 from imagegen.cascade.manifest import is_cascade_folder
+from imagegen.cascade.unclip import is_unclip_folder
 from imagegen.config import read_saved_config
 from imagegen.pipelines.base import Pipeline, check_guidance, check_images, check_seed, normalize_prompts
 from imagegen.pipelines.cascade import CascadePipeline
 from imagegen.pipelines.diffusion import DiffusionPipeline
 from imagegen.pipelines.gan import GANPipeline
+from imagegen.pipelines.unclip import UnclipPipeline
 from imagegen.utils.runs import model_folder, resolve_checkpoint
 
 log = logging.getLogger("imagegen.generate")
@@ -37,6 +39,8 @@ def load_pipeline(path: str | Path | None = None, device: str | torch.device | N
     folder = model_folder(path)
     if is_cascade_folder(folder):
         return CascadePipeline(folder, device=device)
+    if is_unclip_folder(folder):
+        return UnclipPipeline(folder, device=device)
     return open_checkpoint(resolve_checkpoint(folder), device=device)
 
 
@@ -55,6 +59,12 @@ def open_checkpoint(checkpoint: Path, device: str | torch.device | None = None) 
             f"({checkpoint / 'ema' / 'clip'}) conditions other runs as text.encoder=clip "
             "text.name_or_path=THAT_FOLDER (docs/unclip.md)"
         )
+    if objective in ("prior", "decoder"):
+        raise ValueError(
+            f"{checkpoint} is a checkpoint of an unCLIP {objective} run: join a prior and a decoder "
+            "into an unCLIP folder first (python -m imagegen.cascade unclip --prior PRIOR_RUN "
+            "--decoder DECODER_RUN --out UNCLIP_DIR), then load or generate with that folder"
+        )
     if objective == "gan":
         return GANPipeline(checkpoint, device=device)
     return DiffusionPipeline(checkpoint, device=device)
@@ -66,11 +76,17 @@ _LOADED: dict[tuple[str, str], Pipeline] = {}
 def _loaded(model: str | Path | None, device: str | None) -> tuple[str, Pipeline]:
     """The pipeline of `model` on `device`, loaded on first use and kept for later calls."""
     folder = model_folder(model)
-    cascade = is_cascade_folder(folder)
-    key = (str((folder if cascade else resolve_checkpoint(folder)).resolve()), str(device))
+    cascade, unclip = is_cascade_folder(folder), is_unclip_folder(folder)
+    whole = cascade or unclip  # a folder loaded as a whole, not a run's checkpoint
+    key = (str((folder if whole else resolve_checkpoint(folder)).resolve()), str(device))
     if key not in _LOADED:
         path = Path(key[0])
-        _LOADED[key] = CascadePipeline(path, device=device) if cascade else open_checkpoint(path, device)
+        if cascade:
+            _LOADED[key] = CascadePipeline(path, device=device)
+        elif unclip:
+            _LOADED[key] = UnclipPipeline(path, device=device)
+        else:
+            _LOADED[key] = open_checkpoint(path, device)
     return key[0], _LOADED[key]
 
 
@@ -96,7 +112,9 @@ def generate(
     `model`: run dir, checkpoint, cascade folder; None or "default" for the bundled model (a
     Shapes base 32 px stage shipped with the package); "latest" for the newest run under runs/.
     `options`: `thresholding`, `output_type`, `lowres_image` (cascades and super-resolution runs);
-    for cascade folders also `stage_overrides`, `stop_after` (see `CascadePipeline.__call__`).
+    for cascade folders also `stage_overrides`, `stop_after` (see `CascadePipeline.__call__`); for
+    unCLIP folders `prior_guidance_scale`, `prior_num_steps`, `image_embed_source`
+    (see `UnclipPipeline.__call__`).
     `truncation` (GAN runs only; None = the run's gan.truncation): a diffusion model ignores it
     with a warning, and a GAN ignores guidance_scale, num_steps, sampler, thresholding and
     negative_prompt with a warning. Returns len(prompt) * num_images_per_prompt PIL images.
@@ -109,6 +127,9 @@ def generate(
     cascade_only = sorted({"stage_overrides", "stop_after"} & set(options))
     if cascade_only and not is_cascade_folder(model_folder(model)):
         raise ValueError(f"{cascade_only}: only a cascade folder (with manifest.json) takes these")
+    unclip_only = sorted({"prior_guidance_scale", "prior_num_steps", "image_embed_source"} & set(options))
+    if unclip_only and not is_unclip_folder(model_folder(model)):
+        raise ValueError(f"{unclip_only}: only an unCLIP folder (with unclip.json) takes these")
     name, pipe = _loaded(model, device)
     if isinstance(pipe, GANPipeline):
         options = {**options, "truncation": truncation}

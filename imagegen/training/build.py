@@ -18,7 +18,7 @@ from imagegen.training.objectives import DiffusionObjective
 
 log = logging.getLogger("imagegen.train")
 
-OBJECTIVES = ("diffusion", "gan", "cascade", "clip")
+OBJECTIVES = ("diffusion", "gan", "cascade", "clip", "prior", "decoder")
 
 
 def build_train_dataset(cfg: RunConfig):
@@ -78,6 +78,8 @@ def build_objective(cfg: RunConfig, text_dim: int):
 
         tokens = factory.build_clip_tokenizer(cfg.clip)
         return ClipObjective(cfg, factory.build_clip(cfg.clip, tokens), tokens)
+    if cfg.train.objective in ("prior", "decoder"):
+        return build_unclip_objective(cfg, text_dim)
     if cfg.train.objective == "gan":
         from imagegen.training.objectives.gan import GANObjective
 
@@ -86,3 +88,20 @@ def build_objective(cfg: RunConfig, text_dim: int):
     raise ValueError(
         f"train.objective: unknown objective {cfg.train.objective!r}; allowed: {', '.join(OBJECTIVES)}"
     )
+
+
+def build_unclip_objective(cfg: RunConfig, text_dim: int):
+    """unCLIP's prior or decoder, tied to the frozen CLIP in unclip.clip (a prior's text encoder
+    is that CLIP's text tower, so text_dim must be its width; a decoder has its own, like GLIDE's)."""
+    from imagegen.clip import FrozenClip
+    from imagegen.training.objectives.unclip import DecoderObjective, PriorObjective, check_text_width
+
+    clip = FrozenClip(cfg.unclip.clip)
+    diffusion = factory.build_diffusion(cfg.diffusion)
+    loss = factory.build_diffusion_loss(cfg.diffusion, diffusion)
+    if cfg.train.objective == "prior":
+        check_text_width(clip, text_dim, cfg.train.objective)
+        prior = factory.build_prior(cfg, clip.embed_dim, clip.text_width)
+        return PriorObjective(cfg, prior, diffusion, loss, clip)
+    unet = factory.build_unet(cfg.model, text_dim, prediction=cfg.diffusion.prediction)
+    return DecoderObjective(cfg, unet, diffusion, loss, clip)

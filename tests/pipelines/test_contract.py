@@ -1,6 +1,7 @@
-"""One contract for every pipeline kind (diffusion run, GAN run, cascade folder): the same call
-signature, the same argument checks, determinism and output types. Runs on the tiny folders of
-tests/fixtures/main-76900e1, which load in a fraction of a second."""
+"""One contract for every pipeline kind (diffusion run, GAN run, cascade folder, unCLIP folder):
+the same call signature, the same argument checks, determinism and output types. Runs on the tiny
+folders of tests/fixtures/main-76900e1, which load in a fraction of a second, and on the session's
+tiny unCLIP folder (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,16 @@ import torch
 
 import imagegen
 from imagegen.pipelines import CascadePipeline, DiffusionPipeline, GANPipeline
+from imagegen.pipelines.unclip import UnclipPipeline
 
 FOLDERS = Path(__file__).resolve().parents[1] / "fixtures" / "main-76900e1"
-KINDS = {"diffusion": DiffusionPipeline, "gan": GANPipeline, "cascade": CascadePipeline}
-SIZES = {"diffusion": 16, "gan": 16, "cascade": 32}
+KINDS = {
+    "diffusion": DiffusionPipeline,
+    "gan": GANPipeline,
+    "cascade": CascadePipeline,
+    "unclip": UnclipPipeline,
+}
+SIZES = {"diffusion": 16, "gan": 16, "cascade": 32, "unclip": 16}
 FAST = {"num_steps": 2}  # ignored, with a warning, by the GAN
 
 
@@ -26,8 +33,13 @@ def kind(request) -> str:
 
 
 @pytest.fixture(scope="module")
-def pipe(kind):
-    return imagegen.load_pipeline(FOLDERS / kind, device="cpu")
+def folder(kind, request) -> Path:
+    return request.getfixturevalue("unclip_folder") if kind == "unclip" else FOLDERS / kind
+
+
+@pytest.fixture(scope="module")
+def pipe(folder):
+    return imagegen.load_pipeline(folder, device="cpu")
 
 
 def test_load_pipeline_picks_the_pipeline_of_the_folder(kind, pipe):
@@ -90,14 +102,16 @@ def test_bad_arguments_raise_value_errors_naming_them_before_any_network_runs(
     for module in ("imagegen.pipelines.diffusion", "imagegen.pipelines.cascade"):
         monkeypatch.setattr(f"{module}.sample_stage", no_compute)
     monkeypatch.setattr("imagegen.pipelines.gan.sample_z", no_compute)
+    monkeypatch.setattr("imagegen.pipelines.unclip.sample_decoder", no_compute)
+    monkeypatch.setattr("imagegen.pipelines.unclip.sample_image_embeds", no_compute)
     kwargs = dict(kwargs)  # shared by the three kinds
     prompt = kwargs.pop("prompt")
     with pytest.raises(ValueError, match=argument):
         pipe(prompt, **kwargs)
 
 
-def test_generate_takes_the_same_arguments_for_every_kind(kind, pipe):
+def test_generate_takes_the_same_arguments_for_every_kind(folder, pipe):
     via_generate = imagegen.generate(
-        "a red circle", model=FOLDERS / kind, device="cpu", seed=3, output_type="pt", **FAST
+        "a red circle", model=folder, device="cpu", seed=3, output_type="pt", **FAST
     )
     assert torch.equal(via_generate, pipe("a red circle", seed=3, output_type="pt", **FAST))

@@ -1,0 +1,348 @@
+"""An unCLIP folder as a pipeline: caption -> CLIP text embedding -> prior -> z_i -> decoder.
+
+    pipe = imagegen.load_pipeline("runs/shapes-unclip")           # a folder with unclip.json
+    images = pipe("a red circle", guidance_scale=3.0, seed=0)      # list[PIL.Image]
+    similar = pipe.variations(images[0], num_images_per_image=4)    # same z_i, new pixels
+    strip = pipe.interpolate(image_a, image_b, steps=5)             # slerp in CLIP image space
+
+Ramesh et al. 2022: the prior samples the CLIP image embedding z_i a caption implies
+(`prior.num_candidates` draws, the one nearest z_t kept), the decoder draws an image from z_i and
+the caption. `image_embed_source` picks what the decoder is given (unCLIP §5.1's ablation):
+"prior" (the default), "text" (z_t used as if it were z_i) or "none" (the caption only, z_i zero).
+Variations encode an image with the CLIP's image tower and decode that z_i with the null caption
+under different seeds; interpolation decodes slerp(z_a, z_b, k / (steps - 1)) from one x_T.
+Every argument is checked before any network runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from imagegen import factory
+from imagegen.cascade.unclip import clip_fingerprint, read_unclip
+from imagegen.clip import FrozenClip
+from imagegen.config import RunConfig, SampleConfig, read_saved_config
+from imagegen.data.transforms import SUPPORTED_MODES, pil_to_tensor, to_rgb
+from imagegen.diffusion.embeddings import prior_condition, sample_decoder, sample_image_embeds, slerp
+from imagegen.pipelines.base import (
+    MAX_IMAGES_PER_CALL,
+    check_count,
+    check_guidance,
+    check_images,
+    check_output_type,
+    check_sampler,
+    check_seed,
+    check_thresholding,
+    make_generator,
+    normalize_prompts,
+    repeat_negatives,
+    resolve_device,
+    sample_batches,
+    to_output,
+)
+
+IMAGE_EMBED_SOURCES = ("prior", "text", "none")
+MAX_INTERPOLATION_STEPS = 64
+
+
+class UnclipPipeline:
+    """CLIP + diffusion prior + decoder from one unCLIP folder (`imagegen.cascade.unclip`)."""
+
+    def __init__(self, folder: str | Path, device: str | torch.device | None = None):
+        folder = Path(folder)
+        manifest = read_unclip(folder)
+        if clip_fingerprint(folder / "clip") != manifest.get("clip_fingerprint"):
+            raise ValueError(
+                f"unCLIP folder {folder}: clip/ is not the CLIP the prior and decoder were trained with "
+                "(its weights fingerprint differs from unclip.json's clip_fingerprint)"
+            )
+        self.checkpoint = folder
+        self.device = resolve_device(device)
+        self.prior_cfg: RunConfig = read_saved_config(folder / "prior" / "config.yaml")
+        self.decoder_cfg: RunConfig = read_saved_config(folder / "decoder" / "config.yaml")
+        self.clip = FrozenClip(folder / "clip", argument="model")
+        self.clip.model.to(self.device)
+        # the decoder's caption path is its own text encoder (MiniLM by default, like GLIDE's in
+        # unCLIP); the prior reads captions through the CLIP's text tower, kept in the folder
+        self.encoder = factory.build_text_encoder(self.decoder_cfg.text, device=self.device)
+        clip_text = dataclasses.replace(
+            self.prior_cfg.text, encoder="clip", name_or_path=str(folder / "clip")
+        )
+        self.clip_text = factory.build_text_encoder(clip_text, device=self.device)
+        self.prior = factory.load_prior(folder / "prior" / "ema" / "prior", self.device)
+        self.decoder = factory.load_unet(folder / "decoder" / "ema" / "model", self.device)
+        factory.check_prediction(self.decoder, self.decoder_cfg.diffusion, folder / "decoder")
+        self._check_widths(folder)
+        self.prior_diffusion = factory.build_diffusion(self.prior_cfg.diffusion)
+        self.decoder_diffusion = factory.build_diffusion(self.decoder_cfg.diffusion)
+
+    def _check_widths(self, folder: Path) -> None:
+        """The CLIP's embedding width must be the prior's and the decoder's (ValueError naming both)."""
+        widths = {
+            "clip": self.clip.embed_dim,
+            "prior": int(self.prior.config.embed_dim),
+            "decoder": int(self.decoder.config.image_embed_dim),
+        }
+        if len(set(widths.values())) != 1:
+            raise ValueError(
+                f"unCLIP folder {folder}: embedding widths disagree ({widths}); the prior and the "
+                "decoder must be trained on this CLIP's embeddings"
+            )
+
+    def __repr__(self) -> str:
+        return f"UnclipPipeline({self.checkpoint}, device={self.device})"
+
+    # -- settings ---------------------------------------------------------------------------------
+
+    def _settings(
+        self,
+        base: SampleConfig,
+        guidance_scale: float | None,
+        num_steps: int | None,
+        sampler: str | None,
+        thresholding: str | None = None,
+        num_timesteps: int = 1000,
+    ) -> SampleConfig:
+        given = {
+            "guidance_scale": None if guidance_scale is None else check_guidance(guidance_scale),
+            "num_steps": None
+            if num_steps is None
+            else check_count(num_steps, "num_steps", limit=num_timesteps),
+            "sampler": None if sampler is None else check_sampler(sampler),
+            "thresholding": None if thresholding is None else check_thresholding(thresholding),
+        }
+        return dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
+
+    def decoder_settings(self, guidance_scale=None, num_steps=None, sampler=None, thresholding=None):
+        timesteps = self.decoder_diffusion.num_timesteps
+        return self._settings(
+            self.decoder_cfg.sample, guidance_scale, num_steps, sampler, thresholding, timesteps
+        )
+
+    def prior_settings(self, guidance_scale=None, num_steps=None):
+        timesteps = self.prior_diffusion.num_timesteps
+        return self._settings(self.prior_cfg.sample, guidance_scale, num_steps, None, None, timesteps)
+
+    # -- embeddings -------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def text_embeds(self, prompts: list[str]) -> torch.Tensor:
+        """Unit z_t [B, E] of prompts."""
+        return self.clip.text_embeds(self.clip_text.encode(prompts).to(self.device).pooled)
+
+    @torch.no_grad()
+    def image_embeds(self, images: Any, name: str = "images") -> torch.Tensor:
+        """Unit z_i [N, E] of images (PIL, a list of them, or a tensor [N, 3, S, S] in [-1, 1])."""
+        return self.clip.image_embeds(self.source_images(images, name).to(self.device))
+
+    @torch.no_grad()
+    def prior_embeds(
+        self,
+        prompts: list[str],
+        generator: torch.Generator | None,
+        settings: SampleConfig | None = None,
+        negatives: list[str] | None = None,
+    ) -> torch.Tensor:
+        """Unit z_i [B, E] sampled by the prior for prompts (guided against the null caption)."""
+        settings = settings or self.prior_settings()
+        text = self.clip_text.encode(prompts).to(self.device)
+        null = self.clip_text.encode(negatives or [""]).to(self.device)
+        z_t = self.clip.text_embeds(text.pooled)
+        cond = prior_condition(text.tokens, text.mask, z_t)
+        null_cond = prior_condition(null.tokens, null.mask, self.clip.text_embeds(null.pooled))
+        return sample_image_embeds(
+            self.prior,
+            self.prior_diffusion,
+            settings,
+            cond,
+            null_cond,
+            z_t,
+            generator,
+            num_candidates=self.prior_cfg.prior.num_candidates,
+        )
+
+    # -- generation -------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        guidance_scale: float | None = None,
+        num_steps: int | None = None,
+        sampler: str | None = None,
+        seed: int | None = 0,
+        negative_prompt: str | list[str] | None = None,
+        num_images_per_prompt: int = 1,
+        thresholding: str | None = None,
+        output_type: str = "pil",
+        prior_guidance_scale: float | None = None,
+        prior_num_steps: int | None = None,
+        image_embed_source: str = "prior",
+    ) -> list[Image.Image] | torch.Tensor:
+        """Images for `prompt`. guidance_scale / num_steps / sampler / thresholding are the
+        decoder's (None: its run's `sample` section); prior_guidance_scale / prior_num_steps the
+        prior's. image_embed_source: "prior" | "text" (z_t as z_i) | "none" (caption only)."""
+        prompts = normalize_prompts(prompt)
+        check_images(prompts, num_images_per_prompt)
+        seed = check_seed(seed)
+        check_output_type(output_type)
+        if image_embed_source not in IMAGE_EMBED_SOURCES:
+            raise ValueError(
+                f"image_embed_source: {image_embed_source!r}; allowed: {', '.join(IMAGE_EMBED_SOURCES)}"
+            )
+        settings = self.decoder_settings(guidance_scale, num_steps, sampler, thresholding)
+        prior_settings = self.prior_settings(prior_guidance_scale, prior_num_steps)
+        prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
+        negatives = repeat_negatives(negative_prompt, len(prompts), num_images_per_prompt)
+        generator = make_generator(seed, self.device)
+        images = []
+        for piece in sample_batches(len(prompts), "sampling unclip"):
+            batch, batch_negatives = prompts[piece], negatives if len(negatives) == 1 else negatives[piece]
+            if image_embed_source == "prior":
+                z_i = self.prior_embeds(batch, generator, prior_settings, batch_negatives)
+            elif image_embed_source == "text":
+                z_i = self.text_embeds(batch)
+            else:
+                z_i = torch.zeros(len(batch), self.clip.embed_dim, device=self.device)
+            images.append(self.decode(z_i, batch, generator, settings, batch_negatives))
+        return to_output(torch.cat(images), output_type)
+
+    @torch.no_grad()
+    def decode(
+        self,
+        image_embeds: torch.Tensor,
+        prompts: list[str],
+        generator: torch.Generator | None,
+        settings: SampleConfig | None = None,
+        negatives: list[str] | None = None,
+    ) -> torch.Tensor:
+        """The decoder: unit z_i [B, E] and B captions ("" for none) -> [B, 3, H, W] in [-1, 1]."""
+        settings = settings or self.decoder_settings()
+        text = self.encoder.encode(prompts).to(self.device)
+        null = self.encoder.encode(negatives or [""]).to(self.device)
+        model = self.decoder_cfg.model
+        return sample_decoder(
+            self.decoder,
+            self.decoder_diffusion,
+            settings,
+            text,
+            null,
+            image_embeds.to(self.device),
+            model.image_size,
+            generator,
+            channels=model.out_channels,
+        )
+
+    @torch.no_grad()
+    def variations(
+        self,
+        images: Any,
+        num_images_per_image: int = 4,
+        seed: int | None = 0,
+        prompt: str = "",
+        guidance_scale: float | None = None,
+        num_steps: int | None = None,
+        sampler: str | None = None,
+        output_type: str = "pil",
+    ) -> list[Image.Image] | torch.Tensor:
+        """Images that share each source image's CLIP embedding z_i (unCLIP §3.1): the decoder
+        from that z_i (and `prompt`, "" = none) under different noise; image-major output."""
+        check_count(num_images_per_image, "num_images_per_image")
+        seed = check_seed(seed)
+        check_output_type(output_type)
+        settings = self.decoder_settings(guidance_scale, num_steps, sampler)
+        source = self.source_images(images, "images")
+        if len(source) * num_images_per_image > MAX_IMAGES_PER_CALL:
+            raise ValueError(
+                f"num_images_per_image: {len(source)} images x {num_images_per_image} is more than the "
+                f"{MAX_IMAGES_PER_CALL} allowed per call"
+            )
+        prompt = normalize_prompts(prompt, "prompt")[0]
+        z_i = self.clip.image_embeds(source.to(self.device)).repeat_interleave(num_images_per_image, 0)
+        generator = make_generator(seed, self.device)
+        out = [
+            self.decode(z_i[piece], [prompt] * len(z_i[piece]), generator, settings)
+            for piece in sample_batches(len(z_i), "variations")
+        ]
+        return to_output(torch.cat(out), output_type)
+
+    @torch.no_grad()
+    def interpolate(
+        self,
+        image_a: Any,
+        image_b: Any,
+        steps: int = 5,
+        seed: int | None = 0,
+        prompt: str = "",
+        guidance_scale: float | None = None,
+        num_steps: int | None = None,
+        sampler: str | None = "ddim",
+        output_type: str = "pil",
+    ) -> list[Image.Image] | torch.Tensor:
+        """`steps` images decoded from slerp(z_a, z_b, k / (steps - 1)), k = 0..steps-1, each from
+        the same seed (unCLIP §3.2 fixes x_T; deterministic DDIM by default) -> a strip a ... b."""
+        check_count(steps, "steps", limit=MAX_INTERPOLATION_STEPS)
+        if steps < 2:
+            raise ValueError(f"steps: an interpolation needs at least 2 images (the two ends), got {steps}")
+        seed = 0 if seed is None else check_seed(seed)
+        check_output_type(output_type)
+        settings = self.decoder_settings(guidance_scale, num_steps, sampler)
+        prompt = normalize_prompts(prompt, "prompt")[0]
+        z_a = self.image_embeds(image_a, "image_a")
+        z_b = self.image_embeds(image_b, "image_b")
+        if len(z_a) != 1 or len(z_b) != 1:
+            raise ValueError(f"image_a, image_b: one image each; got {len(z_a)} and {len(z_b)}")
+        frames = []
+        for k in range(steps):
+            z = slerp(z_a, z_b, k / (steps - 1))  # [1, E]
+            frames.append(self.decode(z, [prompt], make_generator(seed, self.device), settings))
+        return to_output(torch.cat(frames), output_type)
+
+    def source_images(self, images: Any, name: str) -> torch.Tensor:
+        """Checked images -> float32 [N, 3, S, S] in [-1, 1] on the CPU, S the side this unCLIP
+        draws (the decoder's; the CLIP resizes to its own side when they differ).
+
+        PIL images (any supported mode, converted to RGB; transparency on white), a list of them,
+        or a float tensor [3, S, S] / [N, 3, S, S] in [-1, 1]. ValueError naming `name` otherwise.
+        """
+        side = self.decoder_cfg.model.image_size
+        if isinstance(images, Image.Image):
+            images = [images]
+        if isinstance(images, (list, tuple)) and images and all(isinstance(i, Image.Image) for i in images):
+            for image in images:
+                if image.mode not in SUPPORTED_MODES:
+                    raise ValueError(
+                        f"{name}: image mode {image.mode!r} is not supported; allowed: "
+                        + ", ".join(sorted(SUPPORTED_MODES))
+                    )
+                if image.size != (side, side):
+                    raise ValueError(
+                        f"{name}: an image is {image.size[0]}x{image.size[1]} px; this unCLIP draws and "
+                        f"embeds {side}x{side} images (resize or crop it first)"
+                    )
+            return torch.stack([pil_to_tensor(to_rgb(image)) for image in images])
+        if isinstance(images, torch.Tensor):
+            tensor = images[None] if images.ndim == 3 else images
+            if (
+                tensor.ndim != 4
+                or tuple(tensor.shape[1:]) != (3, side, side)
+                or not tensor.is_floating_point()
+            ):
+                raise ValueError(
+                    f"{name}: a float tensor [3, {side}, {side}] or [N, 3, {side}, {side}] in [-1, 1] "
+                    f"expected; got {tensor.dtype} of shape {tuple(images.shape)}"
+                )
+            if not len(tensor):
+                raise ValueError(f"{name}: no images given")
+            low, high = float(tensor.min()), float(tensor.max())
+            if not (-1.001 <= low and high <= 1.001):
+                raise ValueError(f"{name}: tensor values must be in [-1, 1]; got [{low:.3g}, {high:.3g}]")
+            return tensor.detach().float().cpu()
+        raise ValueError(
+            f"{name}: expected a PIL image, a non-empty list of them, or a tensor; got {images!r:.100}"
+        )
