@@ -17,9 +17,11 @@ import logging
 import os
 import sys
 
+from imagegen.utils.cli_parser import CliParser
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m imagegen.cascade", description=__doc__.split("\n")[0])
+    parser = CliParser(prog="python -m imagegen.cascade", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     assemble = commands.add_parser(
         "assemble", help="join trained runs (lowest resolution first) into a cascade"

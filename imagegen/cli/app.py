@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from imagegen.utils.cli_parser import CliParser
+
 GRADIO_MISSING = 'error: the web app needs gradio, the optional extra: pip install "imagegen[app]"'
 CSS = """
 #grid img { image-rendering: pixelated; }
@@ -26,7 +28,7 @@ footer { display: none !important; }
 
 def build_parser() -> argparse.ArgumentParser:
     summary = __doc__.split("\n\n")[0].replace("\n", " ")  # the first paragraph, not its first line
-    parser = argparse.ArgumentParser(prog="python -m imagegen.app", description=summary)
+    parser = CliParser(prog="python -m imagegen.app", description=summary)
     parser.add_argument("--runs", default="runs", help="folder whose runs and cascades the model box lists")
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: this machine only)"

@@ -19,11 +19,13 @@ import shlex
 import sys
 from pathlib import Path
 
+from imagegen.utils.cli_parser import CliParser
+
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "shapes-cpu.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m imagegen.bundle", description=__doc__.split("\n")[0])
+    parser = CliParser(prog="python -m imagegen.bundle", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser("export", help="export a diffusion run or checkpoint as the bundled model")
     export.add_argument(

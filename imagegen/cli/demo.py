@@ -12,10 +12,11 @@ path and a one-line quality summary. Extra arguments are config overrides:
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
+
+from imagegen.utils.cli_parser import CliParser
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "shapes-cpu.yaml"
 SHOWCASE = [
@@ -27,7 +28,7 @@ SHOWCASE = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m imagegen.cli.demo", description=__doc__.split("\n")[0])
+    parser = CliParser(prog="python -m imagegen.cli.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument(
         "--model", default=None, help="skip training: draw and score this run (diffusion or GAN) instead"

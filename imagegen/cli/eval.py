@@ -14,9 +14,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from imagegen.utils.cli_parser import CliParser
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m imagegen.eval", description=__doc__.split("\n")[0])
+    parser = CliParser(prog="python -m imagegen.eval", description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--model",

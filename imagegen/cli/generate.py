@@ -20,9 +20,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from imagegen.utils.cli_parser import CliParser
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m imagegen.generate", description=__doc__.split("\n")[0])
+    summary = __doc__.split("\n")[0]
+    parser = CliParser(prog="python -m imagegen.generate", description=summary, free_text="prompt")
     parser.add_argument(
         "prompts",
         nargs="*",

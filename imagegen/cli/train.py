@@ -7,10 +7,11 @@ import sys
 
 from imagegen.cli.common import add_config_arguments, resolve_config, run_reporting_errors, setup_logging
 from imagegen.config import RunConfig
+from imagegen.utils.cli_parser import CliParser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="python -m imagegen.train",
         description="Train one stage (diffusion or GAN) on CPU, one GPU, or many under `accelerate launch`.",
     )
