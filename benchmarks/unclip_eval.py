@@ -7,7 +7,8 @@ ablation (unCLIP §5.1) and pictures; prints a table last and writes JSON.
 Prior: for held-out Shapes scenes (data seed 999, every scene kind), the mean cosine of the
 sampled z_i to the true z_i of the scene's render, to the z_i of an unrelated scene (another
 caption), and of z_t itself to the true z_i. Decoder: the single-object probe (48 prompts x seeds,
-Shapes scorer) with z_i from the prior, z_t used as z_i, or none (the caption only). Pictures:
+Shapes scorer, and FD-shapes against as many fresh renders of the same prompts, beside the
+real-vs-real floor) with z_i from the prior, z_t used as z_i, or none (the caption only). Pictures:
 generations, variations of renders, an interpolation strip.
 """
 
@@ -26,7 +27,9 @@ import torch  # noqa: E402
 
 import imagegen  # noqa: E402
 from imagegen.data.shapes import ShapesDataset  # noqa: E402
-from imagegen.evaluation.single_objects import describe, evaluate_single_objects  # noqa: E402
+from imagegen.evaluation.fd import FrechetScorer, render_references  # noqa: E402
+from imagegen.evaluation.feature_net import get_feature_net  # noqa: E402
+from imagegen.evaluation.single_objects import describe, evaluate_single_objects, single_object_prompts  # noqa: E402
 from imagegen.utils.images import make_grid, tensor_to_pil  # noqa: E402
 
 SOURCES = ("prior", "text", "none")
@@ -76,9 +79,14 @@ def main() -> None:
     started = time.time()
     pipe = imagegen.load_pipeline(args.unclip, device="cpu")
     result = {"unclip": str(args.unclip), "prior": prior_cosines(pipe, args.scenes), "ablation": {}}
+    specs = [spec for _, spec in single_object_prompts()]
+    side = pipe.decoder_cfg.model.image_size
+    scorer = FrechetScorer(get_feature_net("shapes"), render_references(specs, args.seeds, side, seed=11))
+    result["fd_floor"] = scorer(render_references(specs, args.seeds, side, seed=12))["fd"]
     for source in SOURCES:
         probe = evaluate_single_objects(pipe, seeds=range(args.seeds), image_embed_source=source)
         result["ablation"][source] = {k: v for k, v in probe.items() if k not in ("images", "labels")}
+        result["ablation"][source]["fd_shapes"] = scorer(probe["images"])["fd"]
         result["ablation"][source]["line"] = describe(probe)
         if args.images and source == "prior":
             args.images.mkdir(parents=True, exist_ok=True)
@@ -109,12 +117,13 @@ def main() -> None:
         f"{prior['cos_sampled_true']:.3f}, to an unrelated scene's z_i "
         f"{prior['cos_sampled_unrelated']:.3f}, cos(z_t, true z_i) {prior['cos_text_true']:.3f}"
     )
-    print("| decoder given | right colour | right shape | one object |")
-    print("| --- | --- | --- | --- |")
+    print(f"FD-shapes real vs real (floor): {result['fd_floor']:.2f}")
+    print("| decoder given | right colour | right shape | one object | FD-shapes |")
+    print("| --- | --- | --- | --- | --- |")
     for source, row in result["ablation"].items():
         print(
             f"| {source} | {100 * row['color_accuracy']:.1f}% | {100 * row['shape_accuracy']:.1f}% | "
-            f"{100 * row['one_object']:.1f}% |"
+            f"{100 * row['one_object']:.1f}% | {row['fd_shapes']:.2f} |"
         )
 
 
