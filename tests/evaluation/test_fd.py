@@ -158,6 +158,17 @@ def test_inception_status_reports_missing_weights_and_never_downloads(tmp_path, 
     assert "no Inception weights" not in reason
 
 
+def test_the_feature_net_trains_under_a_callers_no_grad(net, tmp_path):
+    """A benchmark that disables grad globally, then scores FD for the first time on a host, trains
+    the net inside that call (unclip_eval did: 'element 0 of tensors does not require grad')."""
+    import torch
+
+    with torch.no_grad():
+        again = get_feature_net("shapes", tmp_path, SMALL)
+    for name, value in net.state_dict().items():
+        assert torch.equal(value, again.state_dict()[name]), name  # the same seeded training
+
+
 @pytest.mark.slow
 def test_emoji_feature_net_trains_on_the_group_column(shared_data, tmp_path):
     training = FeatureNetTraining(epochs=2, width=8, feature_dim=16)
