@@ -90,7 +90,8 @@ def main() -> None:
         result["ablation"][source]["line"] = describe(probe)
         if args.images and source == "prior":
             args.images.mkdir(parents=True, exist_ok=True)
-            picks = list(range(0, 48, 3))
+            # two shapes per colour, every shape twice (the prompts are colour-major, 6 shapes each)
+            picks = [6 * colour + (colour + k) % 6 for colour in range(8) for k in (0, 3)]
             make_grid(
                 [probe["images"][i] for i in picks], [probe["labels"][i] for i in picks], columns=8
             ).save(args.images / "unclip-generations.png")
@@ -105,9 +106,11 @@ def main() -> None:
             cells += [tensor_to_pil(item["image"][None])[0], *variations]
             labels += [f"source: {item['caption']}", "variation", "variation", "variation", "variation"]
         make_grid(cells, labels, columns=5).save(args.images / "unclip-variations.png")
-        strip = pipe.interpolate(sources[0]["image"], sources[1]["image"], steps=6, seed=2)
-        ends = [sources[0]["caption"], "", "", "", "", sources[1]["caption"]]
-        make_grid(strip, ends, columns=6).save(args.images / "unclip-interpolation.png")
+        strips, ends = [], []
+        for a, b in ((sources[0], sources[1]), (sources[2], sources[3])):  # the same renders, in pairs
+            strips += pipe.interpolate(a["image"], b["image"], steps=6, seed=2)
+            ends += [a["caption"], "", "", "", "", b["caption"]]
+        make_grid(strips, ends, columns=6).save(args.images / "unclip-interpolation.png")
     result["seconds"] = round(time.time() - started, 1)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
