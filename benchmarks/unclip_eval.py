@@ -26,6 +26,7 @@ sys.path[:0] = [str(REPO)]
 import torch  # noqa: E402
 
 import imagegen  # noqa: E402
+from imagegen.data.prompts import COLORS, SHAPES  # noqa: E402
 from imagegen.data.shapes import ShapesDataset  # noqa: E402
 from imagegen.evaluation.fd import FrechetScorer, render_references  # noqa: E402
 from imagegen.evaluation.feature_net import get_feature_net  # noqa: E402
@@ -90,8 +91,9 @@ def main() -> None:
         result["ablation"][source]["line"] = describe(probe)
         if args.images and source == "prior":
             args.images.mkdir(parents=True, exist_ok=True)
-            # two shapes per colour, every shape twice (the prompts are colour-major, 6 shapes each)
-            picks = [6 * colour + (colour + k) % 6 for colour in range(8) for k in (0, 3)]
+            # two shapes per colour, every shape twice (the prompts are colour-major)
+            shapes = len(SHAPES)
+            picks = [shapes * c + (c + k) % shapes for c in range(len(COLORS)) for k in (0, shapes // 2)]
             make_grid(
                 [probe["images"][i] for i in picks], [probe["labels"][i] for i in picks], columns=8
             ).save(args.images / "unclip-generations.png")

@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 
-from imagegen.utils.cli_parser import CliParser
+from imagegen.utils.cli_parser import CliParser, one_line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             message = run_show(args)
     except (ValueError, OSError) as error:  # FileNotFoundError, FileExistsError, PermissionError, ...
-        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     print(message)
     return 0

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 
 from imagegen.config import ConfigError, RunConfig, load_config
-from imagegen.utils.cli_parser import printable
+from imagegen.utils.cli_parser import one_line
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -29,7 +29,7 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     try:
         return load_config(args.config, args.overrides)
     except ConfigError as error:
-        print(f"{parser.prog}: error: {printable(one_line(error))}", file=sys.stderr)
+        print(f"{parser.prog}: error: {one_line(error)}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -54,10 +54,5 @@ def run_reporting_errors(command: Callable[[], int]) -> int:
     try:
         return command()
     except user_errors() as error:
-        print(f"error: {printable(one_line(error))}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
-
-
-def one_line(error: BaseException) -> str:
-    """The error's message on one line (YAML and Pillow messages span several)."""
-    return " ".join(str(error).split()) or type(error).__name__

@@ -291,6 +291,7 @@ def _accuracy(net: FeatureNet, split: _Split, batch: int = 256) -> dict[str, flo
     return result
 
 
+@torch.enable_grad()  # the first FD score of a caller under no_grad trains the net here
 def _fit(net: FeatureNet, data: _Split, training: FeatureNetTraining) -> None:
     """Adam with a one-cycle learning rate, shuffled by a seeded generator."""
     optimizer = torch.optim.Adam(net.parameters(), lr=training.lr)
@@ -298,16 +299,15 @@ def _fit(net: FeatureNet, data: _Split, training: FeatureNetTraining) -> None:
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, training.lr, total_steps=steps)
     generator = torch.Generator().manual_seed(training.seed)
     net.train()
-    with torch.enable_grad():  # the first FD score of a caller under no_grad trains the net here
-        for _ in range(training.epochs):
-            order = torch.randperm(len(data.images), generator=generator)
-            for start in range(0, len(order), training.batch_size):
-                index = order[start : start + training.batch_size]
-                loss = _loss(net(data.images[index]), {k: v[index] for k, v in data.targets.items()})
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
+    for _ in range(training.epochs):
+        order = torch.randperm(len(data.images), generator=generator)
+        for start in range(0, len(order), training.batch_size):
+            index = order[start : start + training.batch_size]
+            loss = _loss(net(data.images[index]), {k: v[index] for k, v in data.targets.items()})
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
     net.eval().requires_grad_(False)
 
 

@@ -21,6 +21,11 @@ class CliParser(argparse.ArgumentParser):
         super().error(printable(message))
 
 
+def one_line(error: BaseException) -> str:
+    """The error's message on one printable line (YAML and Pillow messages span several)."""
+    return printable(" ".join(str(error).split()) or type(error).__name__)
+
+
 def printable(text: str) -> str:
     """`text` with what UTF-8 cannot encode (lone surrogates) written as backslash escapes."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
