@@ -3,6 +3,7 @@
     python -m imagegen.cascade assemble RUN1 RUN2 ... --out CASCADE [--overwrite]
     python -m imagegen.cascade show CASCADE
     python -m imagegen.cascade unclip --prior PRIOR_RUN --decoder DECODER_RUN --out UNCLIP [--clip CLIP]
+        [--upsampler SR_RUN ...]
 
 Generating is one command for runs and cascades alike: `python -m imagegen.generate PROMPT
 --model CASCADE [--stop-after base32] [--lowres-image small.png] [--set sr64.num_steps=10]`.
@@ -35,6 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     unclip.add_argument("--prior", required=True, help="the prior's run directory or checkpoint folder")
     unclip.add_argument("--decoder", required=True, help="the decoder's run directory or checkpoint folder")
     unclip.add_argument("--clip", default=None, help="the CLIP folder (default: the prior's unclip.clip)")
+    unclip.add_argument(
+        "--upsampler",
+        action="append",
+        default=[],
+        metavar="SR_RUN",
+        help="a super-resolution run (or a joint cascade run: its SR stages) to run after the decoder; "
+        "repeat, lowest resolution first",
+    )
     unclip.add_argument("--out", required=True, help="the unCLIP folder to write")
     unclip.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     moved = commands.add_parser("generate", help="moved: python -m imagegen.generate PROMPT --model CASCADE")
@@ -74,12 +83,18 @@ def main(argv: list[str] | None = None) -> int:
             names = read_manifest(out).stage_names()
             message = f"wrote cascade {out}: {' -> '.join(names)}"
         elif args.command == "unclip":
-            from imagegen.cascade.unclip import assemble_unclip
+            from imagegen.cascade.unclip import assemble_unclip, read_unclip, upsampler_entries
 
             out = assemble_unclip(
-                args.prior, args.decoder, args.out, clip=args.clip, overwrite=args.overwrite
+                args.prior,
+                args.decoder,
+                args.out,
+                clip=args.clip,
+                overwrite=args.overwrite,
+                upsamplers=args.upsampler,
             )
-            message = f"wrote unCLIP folder {out}: clip + prior + decoder"
+            names = [entry.name for entry in upsampler_entries(read_unclip(out))]
+            message = f"wrote unCLIP folder {out}: {' + '.join(['clip', 'prior', 'decoder', *names])}"
         elif args.command == "generate":
             raise ValueError(
                 "generating moved to the one generate command for runs and cascades: python -m "

@@ -126,12 +126,12 @@ def manifest_from_dict(data: Any, source: str = MANIFEST_FILE) -> Manifest:
             raise ValueError(f"{source}: missing key {key!r}")
     if not isinstance(data["stages"], list) or not isinstance(data["text_encoder"], dict):
         raise ValueError(f"{source}: 'stages' must be a list and 'text_encoder' an object")
-    stages = [_stage_from_dict(row, i, source) for i, row in enumerate(data["stages"])]
+    stages = [stage_from_dict(row, i, source) for i, row in enumerate(data["stages"])]
     check_stage_chain([(stage.name, stage.resolution, stage.lowres_size) for stage in stages])
     return Manifest(stages=stages, text_encoder=data["text_encoder"])
 
 
-def _stage_from_dict(row: Any, index: int, source: str) -> StageEntry:
+def stage_from_dict(row: Any, index: int, source: str) -> StageEntry:
     label = f"{source}: stages[{index}]"
     if not isinstance(row, dict):
         raise ValueError(f"{label} must be an object")

@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="an image to super-resolve (square): a cascade starts at the stage that takes its size; "
         "a super-resolution run needs one",
     )
-    parser.add_argument("--stop-after", default=None, help="cascade only: a stage name, stop after it")
+    parser.add_argument(
+        "--stop-after", default=None, help="cascade or unCLIP folder: a stage name, stop after it"
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -126,10 +128,13 @@ def _options(args: argparse.Namespace) -> dict:
         "stop_after": args.stop_after,
         "stage_overrides": parse_stage_overrides(args.overrides) if args.overrides else None,
     }
-    cascade_only = [f"--{flag}" for flag, key in (("stop-after", "stop_after"), ("set", "stage_overrides"))]
-    if (args.stop_after or args.overrides) and not is_cascade_folder(args.model):
+    from imagegen.cascade.unclip import is_unclip_folder
+
+    if args.overrides and not is_cascade_folder(args.model):
+        raise ValueError("--set: only a cascade folder (with manifest.json) takes it")
+    if args.stop_after and not (is_cascade_folder(args.model) or is_unclip_folder(args.model)):
         raise ValueError(
-            f"{' / '.join(cascade_only)}: only a cascade folder (with manifest.json) takes these"
+            "--stop-after: only a cascade folder (manifest.json) or an unCLIP folder (unclip.json) takes it"
         )
     unclip_flags = {
         "--variations": args.variations,
@@ -139,8 +144,6 @@ def _options(args: argparse.Namespace) -> dict:
     }
     given_unclip = [flag for flag, value in unclip_flags.items() if value is not None]
     if given_unclip:
-        from imagegen.cascade.unclip import is_unclip_folder
-
         if not is_unclip_folder(args.model):
             raise ValueError(
                 f"{' / '.join(given_unclip)}: only an unCLIP folder (with unclip.json) takes these"
@@ -188,7 +191,8 @@ def _run_images(args: argparse.Namespace, pipe, options: dict) -> int:
 
     from imagegen.utils.images import make_grid
 
-    sampling = {k: options[k] for k in ("guidance_scale", "num_steps", "sampler") if k in options}
+    keys = ("guidance_scale", "num_steps", "sampler", "stop_after")
+    sampling = {k: options[k] for k in keys if k in options}
     prompt = args.prompts[0] if args.prompts else ""
     if args.variations:
         source = Image.open(args.variations)

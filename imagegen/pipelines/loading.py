@@ -113,7 +113,7 @@ def generate(
     Shapes base 32 px stage shipped with the package); "latest" for the newest run under runs/.
     `options`: `thresholding`, `output_type`, `lowres_image` (cascades and super-resolution runs);
     for cascade folders also `stage_overrides`, `stop_after` (see `CascadePipeline.__call__`); for
-    unCLIP folders `prior_guidance_scale`, `prior_num_steps`, `image_embed_source`
+    unCLIP folders `prior_guidance_scale`, `prior_num_steps`, `image_embed_source`, `stop_after`
     (see `UnclipPipeline.__call__`).
     `truncation` (GAN runs only; None = the run's gan.truncation): a diffusion model ignores it
     with a warning, and a GAN ignores guidance_scale, num_steps, sampler, thresholding and
@@ -124,11 +124,15 @@ def generate(
     if guidance_scale is not None:
         check_guidance(guidance_scale)
     check_seed(seed)
-    cascade_only = sorted({"stage_overrides", "stop_after"} & set(options))
-    if cascade_only and not is_cascade_folder(model_folder(model)):
-        raise ValueError(f"{cascade_only}: only a cascade folder (with manifest.json) takes these")
+    folder = model_folder(model)
+    if "stage_overrides" in options and not is_cascade_folder(folder):
+        raise ValueError("stage_overrides: only a cascade folder (with manifest.json) takes it")
+    if "stop_after" in options and not (is_cascade_folder(folder) or is_unclip_folder(folder)):
+        raise ValueError(
+            "stop_after: only a cascade folder (manifest.json) or an unCLIP folder (unclip.json) takes it"
+        )
     unclip_only = sorted({"prior_guidance_scale", "prior_num_steps", "image_embed_source"} & set(options))
-    if unclip_only and not is_unclip_folder(model_folder(model)):
+    if unclip_only and not is_unclip_folder(folder):
         raise ValueError(f"{unclip_only}: only an unCLIP folder (with unclip.json) takes these")
     name, pipe = _loaded(model, device)
     if isinstance(pipe, GANPipeline):

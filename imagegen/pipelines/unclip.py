@@ -4,6 +4,7 @@
     images = pipe("a red circle", guidance_scale=3.0, seed=0)      # list[PIL.Image]
     similar = pipe.variations(images[0], num_images_per_image=4)    # same z_i, new pixels
     strip = pipe.interpolate(image_a, image_b, steps=5)             # slerp in CLIP image space
+    small = pipe("a red circle", stop_after="decoder")              # skip the upsamplers, if any
 
 Ramesh et al. 2022: the prior samples the CLIP image embedding z_i a caption implies
 (`prior.num_candidates` draws, the one nearest z_t kept), the decoder draws an image from z_i and
@@ -11,7 +12,11 @@ the caption. `image_embed_source` picks what the decoder is given (unCLIP §5.1'
 "prior" (the default), "text" (z_t used as if it were z_i) or "none" (the caption only, z_i zero).
 Variations encode an image with the CLIP's image tower and decode that z_i with the null caption
 under different seeds; interpolation decodes slerp(z_a, z_b, k / (steps - 1)) from one x_T.
-Every argument is checked before any network runs.
+A folder with upsamplers runs them after the decoder, as a cascade runs its super-resolution
+stages (`imagegen.pipelines.cascade`): each gets the previous image noised at its `aug_level` and
+the caption (the null caption for variations and interpolations without a prompt), upsampler i
+sampling with its own generator seeded `seed + 1 + i`; `stop_after` names the last stage to run
+("decoder" or an upsampler). Every argument is checked before any network runs.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ import torch
 from PIL import Image
 
 from imagegen import factory
-from imagegen.cascade.unclip import clip_fingerprint, read_unclip
+from imagegen.cascade.manifest import CONFIG_FILE, MODEL_DIR, StageEntry
+from imagegen.cascade.unclip import UPSAMPLER_DIR, clip_fingerprint, read_unclip, upsampler_entries
 from imagegen.clip import FrozenClip
 from imagegen.config import RunConfig, SampleConfig, read_saved_config
 from imagegen.data.transforms import SUPPORTED_MODES, pil_to_tensor, to_rgb
+from imagegen.diffusion import NonFiniteOutputError, sample_stage
 from imagegen.diffusion.embeddings import prior_condition, sample_decoder, sample_image_embeds, slerp
 from imagegen.pipelines.base import (
     MAX_IMAGES_PER_CALL,
@@ -48,6 +55,16 @@ from imagegen.pipelines.base import (
 
 IMAGE_EMBED_SOURCES = ("prior", "text", "none")
 MAX_INTERPOLATION_STEPS = 64
+TEXT_KEYS = ("encoder", "name_or_path", "max_length")  # what an upsampler must share with the decoder
+
+
+@dataclasses.dataclass
+class Upsampler:
+    """One super-resolution stage of an unCLIP folder, loaded."""
+
+    entry: StageEntry
+    model: torch.nn.Module
+    diffusion: Any
 
 
 class UnclipPipeline:
@@ -80,6 +97,35 @@ class UnclipPipeline:
         self._check_widths(folder)
         self.prior_diffusion = factory.build_diffusion(self.prior_cfg.diffusion)
         self.decoder_diffusion = factory.build_diffusion(self.decoder_cfg.diffusion)
+        entries = upsampler_entries(manifest, folder / "unclip.json")
+        side = self.decoder_cfg.model.image_size
+        if entries and entries[0].lowres_size != side:
+            raise ValueError(
+                f"unCLIP folder {folder}: upsampler {entries[0].name!r} takes {entries[0].lowres_size} px "
+                f"images but the decoder draws {side} px"
+            )
+        self.upsamplers = [self._load_upsampler(folder, entry) for entry in entries]
+
+    def _load_upsampler(self, folder: Path, entry: StageEntry) -> Upsampler:
+        """An upsampler's U-Net, checked against the manifest and the decoder (ValueError)."""
+        stage_dir = folder / UPSAMPLER_DIR / entry.name
+        cfg = read_saved_config(stage_dir / CONFIG_FILE)
+        model = factory.load_unet(stage_dir / MODEL_DIR, self.device)
+        factory.check_prediction(model, cfg.diffusion, stage_dir / MODEL_DIR)
+        where = f"unCLIP folder {folder}: upsampler {entry.name!r}"
+        if not model.config.lowres_cond or int(model.config.image_size) != entry.resolution:
+            raise ValueError(
+                f"{where}: its model (lowres_cond={model.config.lowres_cond}, image_size "
+                f"{model.config.image_size}) is not the {entry.resolution} px super-resolution stage the "
+                "manifest lists"
+            )
+        differing = [k for k in TEXT_KEYS if getattr(cfg.text, k) != getattr(self.decoder_cfg.text, k)]
+        if differing:
+            raise ValueError(
+                f"{where} reads captions with another text encoder than the decoder's (differing: "
+                f"{', '.join(f'text.{k}' for k in differing)})"
+            )
+        return Upsampler(entry, model, factory.build_diffusion(cfg.diffusion))
 
     def _check_widths(self, folder: Path) -> None:
         """The CLIP's embedding width must be the prior's and the decoder's (ValueError naming both)."""
@@ -95,7 +141,58 @@ class UnclipPipeline:
             )
 
     def __repr__(self) -> str:
-        return f"UnclipPipeline({self.checkpoint}, device={self.device})"
+        return f"UnclipPipeline({self.checkpoint}, stages={self.stage_names}, device={self.device})"
+
+    @property
+    def stage_names(self) -> list[str]:
+        """ "decoder", then each upsampler's name, lowest resolution first."""
+        return ["decoder", *(upsampler.entry.name for upsampler in self.upsamplers)]
+
+    def upsamplers_until(self, stop_after: str | None) -> list[Upsampler]:
+        """The upsamplers to run when stopping after `stop_after` (None: all of them)."""
+        if stop_after is None:
+            return list(self.upsamplers)
+        if stop_after not in self.stage_names:
+            raise ValueError(f"stop_after: unknown stage {stop_after!r}; stages: {self.stage_names}")
+        return self.upsamplers[: self.stage_names.index(stop_after)]
+
+    @torch.no_grad()
+    def upsample(
+        self,
+        images: torch.Tensor,
+        prompts: list[str],
+        upsamplers: list[Upsampler],
+        generators: list[torch.Generator],
+        negatives: list[str] | None = None,
+    ) -> torch.Tensor:
+        """The decoder's images [B, 3, S, S] through `upsamplers` in turn (each with its generator),
+        conditioned on `prompts` ("" = the null caption) -> [B, 3, R, R] in [-1, 1]."""
+        if not upsamplers:
+            return images
+        text = self.encoder.encode(prompts).to(self.device)
+        null = self.encoder.encode(negatives or [""]).to(self.device)
+        for upsampler, generator in zip(upsamplers, generators):
+            try:
+                images = sample_stage(
+                    upsampler.model,
+                    upsampler.diffusion,
+                    upsampler.entry.sample,
+                    text,
+                    null,
+                    upsampler.entry.resolution,
+                    generator,
+                    lowres=images,
+                )
+            except NonFiniteOutputError as error:
+                raise NonFiniteOutputError(
+                    f"upsampler {upsampler.entry.name} of {self.checkpoint}: {error}"
+                ) from None
+        return images
+
+    def upsampler_generators(self, seed: int | None, upsamplers: list[Upsampler]) -> list[torch.Generator]:
+        """Upsampler i samples from its own generator, seeded seed + 1 + i (random for seed None)."""
+        base = seed if seed is not None else int(torch.randint(0, 2**62, ()).item())
+        return [make_generator((base + 1 + i) % 2**63, self.device) for i in range(len(upsamplers))]
 
     # -- settings ---------------------------------------------------------------------------------
 
@@ -183,14 +280,18 @@ class UnclipPipeline:
         prior_guidance_scale: float | None = None,
         prior_num_steps: int | None = None,
         image_embed_source: str = "prior",
+        stop_after: str | None = None,
     ) -> list[Image.Image] | torch.Tensor:
         """Images for `prompt`. guidance_scale / num_steps / sampler / thresholding are the
         decoder's (None: its run's `sample` section); prior_guidance_scale / prior_num_steps the
-        prior's. image_embed_source: "prior" | "text" (z_t as z_i) | "none" (caption only)."""
+        prior's. image_embed_source: "prior" | "text" (z_t as z_i) | "none" (caption only).
+        stop_after: "decoder" or an upsampler's name (None: every stage); upsamplers sample with
+        their own defaults."""
         prompts = normalize_prompts(prompt)
         check_images(prompts, num_images_per_prompt)
         seed = check_seed(seed)
         check_output_type(output_type)
+        upsamplers = self.upsamplers_until(stop_after)
         if image_embed_source not in IMAGE_EMBED_SOURCES:
             raise ValueError(
                 f"image_embed_source: {image_embed_source!r}; allowed: {', '.join(IMAGE_EMBED_SOURCES)}"
@@ -200,6 +301,7 @@ class UnclipPipeline:
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
         negatives = repeat_negatives(negative_prompt, len(prompts), num_images_per_prompt)
         generator = make_generator(seed, self.device)
+        sr_generators = self.upsampler_generators(seed, upsamplers)
         images = []
         for piece in sample_batches(len(prompts), "sampling unclip"):
             batch, batch_negatives = prompts[piece], negatives if len(negatives) == 1 else negatives[piece]
@@ -209,7 +311,8 @@ class UnclipPipeline:
                 z_i = self.text_embeds(batch)
             else:
                 z_i = torch.zeros(len(batch), self.clip.embed_dim, device=self.device)
-            images.append(self.decode(z_i, batch, generator, settings, batch_negatives))
+            drawn = self.decode(z_i, batch, generator, settings, batch_negatives)
+            images.append(self.upsample(drawn, batch, upsamplers, sr_generators, batch_negatives))
         return to_output(torch.cat(images), output_type)
 
     @torch.no_grad()
@@ -249,12 +352,15 @@ class UnclipPipeline:
         num_steps: int | None = None,
         sampler: str | None = None,
         output_type: str = "pil",
+        stop_after: str | None = None,
     ) -> list[Image.Image] | torch.Tensor:
         """Images that share each source image's CLIP embedding z_i (unCLIP §3.1): the decoder
-        from that z_i (and `prompt`, "" = none) under different noise; image-major output."""
+        from that z_i (and `prompt`, "" = none) under different noise, then the upsamplers up to
+        `stop_after`; image-major output."""
         check_count(num_images_per_image, "num_images_per_image")
         seed = check_seed(seed)
         check_output_type(output_type)
+        upsamplers = self.upsamplers_until(stop_after)
         settings = self.decoder_settings(guidance_scale, num_steps, sampler)
         source = self.source_images(images, "images")
         if len(source) * num_images_per_image > MAX_IMAGES_PER_CALL:
@@ -265,10 +371,12 @@ class UnclipPipeline:
         prompt = normalize_prompts(prompt, "prompt")[0]
         z_i = self.clip.image_embeds(source.to(self.device)).repeat_interleave(num_images_per_image, 0)
         generator = make_generator(seed, self.device)
-        out = [
-            self.decode(z_i[piece], [prompt] * len(z_i[piece]), generator, settings)
-            for piece in sample_batches(len(z_i), "variations")
-        ]
+        sr_generators = self.upsampler_generators(seed, upsamplers)
+        out = []
+        for piece in sample_batches(len(z_i), "variations"):
+            prompts = [prompt] * len(z_i[piece])
+            drawn = self.decode(z_i[piece], prompts, generator, settings)
+            out.append(self.upsample(drawn, prompts, upsamplers, sr_generators))
         return to_output(torch.cat(out), output_type)
 
     @torch.no_grad()
@@ -283,14 +391,17 @@ class UnclipPipeline:
         num_steps: int | None = None,
         sampler: str | None = "ddim",
         output_type: str = "pil",
+        stop_after: str | None = None,
     ) -> list[Image.Image] | torch.Tensor:
         """`steps` images decoded from slerp(z_a, z_b, k / (steps - 1)), k = 0..steps-1, each from
-        the same seed (unCLIP §3.2 fixes x_T; deterministic DDIM by default) -> a strip a ... b."""
+        the same seed (unCLIP §3.2 fixes x_T; deterministic DDIM by default) -> a strip a ... b;
+        each frame's upsamplers (up to `stop_after`) share one seed too."""
         check_count(steps, "steps", limit=MAX_INTERPOLATION_STEPS)
         if steps < 2:
             raise ValueError(f"steps: an interpolation needs at least 2 images (the two ends), got {steps}")
         seed = 0 if seed is None else check_seed(seed)
         check_output_type(output_type)
+        upsamplers = self.upsamplers_until(stop_after)
         settings = self.decoder_settings(guidance_scale, num_steps, sampler)
         prompt = normalize_prompts(prompt, "prompt")[0]
         z_a = self.image_embeds(image_a, "image_a")
@@ -300,17 +411,21 @@ class UnclipPipeline:
         frames = []
         for k in range(steps):
             z = slerp(z_a, z_b, k / (steps - 1))  # [1, E]
-            frames.append(self.decode(z, [prompt], make_generator(seed, self.device), settings))
+            drawn = self.decode(z, [prompt], make_generator(seed, self.device), settings)
+            frames.append(
+                self.upsample(drawn, [prompt], upsamplers, self.upsampler_generators(seed, upsamplers))
+            )
         return to_output(torch.cat(frames), output_type)
 
     def source_images(self, images: Any, name: str) -> torch.Tensor:
-        """Checked images -> float32 [N, 3, S, S] in [-1, 1] on the CPU, S the side this unCLIP
-        draws (the decoder's; the CLIP resizes to its own side when they differ).
+        """Checked images -> float32 [N, 3, S, S] in [-1, 1] on the CPU, S a side this unCLIP
+        draws (the decoder's or an upsampler's; the CLIP resizes to its own side when they differ).
 
         PIL images (any supported mode, converted to RGB; transparency on white), a list of them,
         or a float tensor [3, S, S] / [N, 3, S, S] in [-1, 1]. ValueError naming `name` otherwise.
         """
-        side = self.decoder_cfg.model.image_size
+        sides = sorted({self.decoder_cfg.model.image_size, *(u.entry.resolution for u in self.upsamplers)})
+        allowed = " or ".join(f"{side}x{side}" for side in sides)
         if isinstance(images, Image.Image):
             images = [images]
         if isinstance(images, (list, tuple)) and images and all(isinstance(i, Image.Image) for i in images):
@@ -320,22 +435,27 @@ class UnclipPipeline:
                         f"{name}: image mode {image.mode!r} is not supported; allowed: "
                         + ", ".join(sorted(SUPPORTED_MODES))
                     )
-                if image.size != (side, side):
+                if image.size[0] != image.size[1] or image.size[0] not in sides:
                     raise ValueError(
                         f"{name}: an image is {image.size[0]}x{image.size[1]} px; this unCLIP draws and "
-                        f"embeds {side}x{side} images (resize or crop it first)"
+                        f"embeds {allowed} images (resize or crop it first)"
                     )
+            if len({image.size for image in images}) > 1:
+                raise ValueError(f"{name}: the images differ in size; give images of one size")
             return torch.stack([pil_to_tensor(to_rgb(image)) for image in images])
         if isinstance(images, torch.Tensor):
             tensor = images[None] if images.ndim == 3 else images
             if (
                 tensor.ndim != 4
-                or tuple(tensor.shape[1:]) != (3, side, side)
+                or tensor.shape[1] != 3
+                or tensor.shape[2] != tensor.shape[3]
+                or tensor.shape[3] not in sides
                 or not tensor.is_floating_point()
             ):
+                side = sides[0]
                 raise ValueError(
-                    f"{name}: a float tensor [3, {side}, {side}] or [N, 3, {side}, {side}] in [-1, 1] "
-                    f"expected; got {tensor.dtype} of shape {tuple(images.shape)}"
+                    f"{name}: a float tensor [3, S, S] or [N, 3, S, S] in [-1, 1] with S in {sides} (e.g. "
+                    f"[N, 3, {side}, {side}]) expected; got {tensor.dtype} of shape {tuple(images.shape)}"
                 )
             if not len(tensor):
                 raise ValueError(f"{name}: no images given")
