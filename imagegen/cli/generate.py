@@ -12,6 +12,7 @@ runs/. The model used is printed.
     python -m imagegen.generate "a red circle" --model UNCLIP --image-embed-source text
     python -m imagegen.generate --model UNCLIP --variations render.png --num-images 4
     python -m imagegen.generate --model UNCLIP --interpolate a.png b.png --interpolation-steps 6
+    python -m imagegen.generate "a blue circle" --model UNCLIP --text-diff red.png "a red circle"
 """
 
 from __future__ import annotations
@@ -81,7 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--interpolate", nargs=2, default=None, metavar=("A", "B"), help="a strip from image A to B"
     )
     unclip.add_argument(
-        "--interpolation-steps", type=int, default=5, help="images in the --interpolate strip"
+        "--text-diff",
+        nargs=2,
+        default=None,
+        metavar=("IMAGE", "CAPTION"),
+        help="a strip editing IMAGE (described by CAPTION) toward the prompt (unCLIP §3.3)",
+    )
+    unclip.add_argument(
+        "--interpolation-steps", type=int, default=5, help="images in the --interpolate / --text-diff strip"
     )
     unclip.add_argument("--prior-guidance-scale", type=float, default=None, help="the prior's guidance scale")
     unclip.add_argument(
@@ -139,6 +147,7 @@ def _options(args: argparse.Namespace) -> dict:
     unclip_flags = {
         "--variations": args.variations,
         "--interpolate": args.interpolate,
+        "--text-diff": args.text_diff,
         "--prior-guidance-scale": args.prior_guidance_scale,
         "--image-embed-source": args.image_embed_source,
     }
@@ -148,8 +157,11 @@ def _options(args: argparse.Namespace) -> dict:
             raise ValueError(
                 f"{' / '.join(given_unclip)}: only an unCLIP folder (with unclip.json) takes these"
             )
-    if args.variations and args.interpolate:
-        raise ValueError("--variations / --interpolate: give one of them")
+    picked = [flag for flag in ("--variations", "--interpolate", "--text-diff") if unclip_flags[flag]]
+    if len(picked) > 1:
+        raise ValueError(f"{' / '.join(picked)}: give one of them")
+    if args.text_diff and len(args.prompts) != 1:
+        raise ValueError("--text-diff: give one prompt, the caption to edit the image toward")
     if not args.prompts and not (args.variations or args.interpolate):
         raise ValueError("prompts: give at least one prompt (or --variations IMAGE / --interpolate A B)")
     given["prior_guidance_scale"] = args.prior_guidance_scale
@@ -169,7 +181,7 @@ def _run(args: argparse.Namespace) -> int:
     options = _options(args)  # checked before any weights load
     pipe = load_pipeline(args.model, device=args.device)
     print(f"model: {pipe.checkpoint}", flush=True)
-    if args.variations or args.interpolate:
+    if args.variations or args.interpolate or args.text_diff:
         return _run_images(args, pipe, options)
     if "truncation" in options and not isinstance(pipe, GANPipeline):
         ignore_truncation(options.pop("truncation"), str(pipe.checkpoint))  # as generate() does
@@ -186,7 +198,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_images(args: argparse.Namespace, pipe, options: dict) -> int:
-    """unCLIP variations of one image, or an interpolation strip between two, as one grid."""
+    """unCLIP variations of one image, an interpolation strip between two, or a text-diff strip,
+    as one grid."""
     from PIL import Image
 
     from imagegen.utils.images import make_grid
@@ -200,6 +213,17 @@ def _run_images(args: argparse.Namespace, pipe, options: dict) -> int:
             source, num_images_per_image=args.num_images, seed=args.seed, prompt=prompt, **sampling
         )
         labels = [f"variation {i + 1}" for i in range(len(images))]
+    elif args.text_diff:
+        path, caption = args.text_diff
+        images = pipe.text_diff(
+            Image.open(path),
+            prompt,
+            base_prompt=caption,
+            steps=args.interpolation_steps,
+            seed=args.seed,
+            **sampling,
+        )
+        labels = [f"{i}/{len(images) - 1}" for i in range(len(images))]
     else:
         a, b = (Image.open(path) for path in args.interpolate)
         images = pipe.interpolate(

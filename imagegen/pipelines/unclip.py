@@ -4,6 +4,7 @@
     images = pipe("a red circle", guidance_scale=3.0, seed=0)      # list[PIL.Image]
     similar = pipe.variations(images[0], num_images_per_image=4)    # same z_i, new pixels
     strip = pipe.interpolate(image_a, image_b, steps=5)             # slerp in CLIP image space
+    edit = pipe.text_diff(image, "a blue circle", base_prompt="a red circle")  # unCLIP §3.3
     small = pipe("a red circle", stop_after="decoder")              # skip the upsamplers, if any
 
 Ramesh et al. 2022: the prior samples the CLIP image embedding z_i a caption implies
@@ -415,6 +416,57 @@ class UnclipPipeline:
             frames.append(
                 self.upsample(drawn, [prompt], upsamplers, self.upsampler_generators(seed, upsamplers))
             )
+        return to_output(torch.cat(frames), output_type)
+
+    @torch.no_grad()
+    def text_diff(
+        self,
+        image: Any,
+        prompt: str,
+        base_prompt: str = "",
+        steps: int = 5,
+        max_weight: float = 0.5,
+        seed: int | None = 0,
+        guidance_scale: float | None = None,
+        num_steps: int | None = None,
+        sampler: str | None = "ddim",
+        output_type: str = "pil",
+        stop_after: str | None = None,
+    ) -> list[Image.Image] | torch.Tensor:
+        """unCLIP §3.3's text diff: `image` edited toward `prompt`. z_d = normalise(z_t(prompt) -
+        z_t(base_prompt)) is the caption change as a direction in CLIP space; frame k decodes
+        slerp(z_i, z_d, max_weight * k / (steps - 1)) from one seed (the paper inverts x_T with
+        DDIM; a fixed seed here), frame 0 being the image's own z_i. The paper stops at 0.5."""
+        check_count(steps, "steps", limit=MAX_INTERPOLATION_STEPS)
+        if steps < 2:
+            raise ValueError(
+                f"steps: a text diff needs at least 2 images (the start and the end), got {steps}"
+            )
+        number = isinstance(max_weight, (int, float)) and not isinstance(max_weight, bool)
+        if not number or not 0 < max_weight <= 1:
+            raise ValueError(f"max_weight: the slerp weight of the last frame, in (0, 1]; got {max_weight!r}")
+        seed = 0 if seed is None else check_seed(seed)
+        check_output_type(output_type)
+        settings = self.decoder_settings(guidance_scale, num_steps, sampler)
+        upsamplers = self.upsamplers_until(stop_after)
+        prompt = normalize_prompts(prompt, "prompt")[0]
+        base_prompt = normalize_prompts(base_prompt, "base_prompt")[0]
+        z_i = self.image_embeds(image, "image")
+        if len(z_i) != 1:
+            raise ValueError(f"image: one image; got {len(z_i)}")
+        z_t = self.text_embeds([prompt, base_prompt])
+        change = z_t[:1] - z_t[1:]
+        if float(change.norm()) < 1e-6:
+            raise ValueError(
+                f"prompt, base_prompt: {prompt!r} and {base_prompt!r} have the same CLIP text embedding; "
+                "a text diff needs two captions that differ"
+            )
+        z_d = torch.nn.functional.normalize(change, dim=-1)
+        frames = []
+        for k in range(steps):
+            z = slerp(z_i, z_d, max_weight * k / (steps - 1))  # [1, E]
+            drawn = self.decode(z, [""], make_generator(seed, self.device), settings)
+            frames.append(self.upsample(drawn, [""], upsamplers, self.upsampler_generators(seed, upsamplers)))
         return to_output(torch.cat(frames), output_type)
 
     def source_images(self, images: Any, name: str) -> torch.Tensor:
