@@ -56,8 +56,12 @@ class FourScenes(torch.utils.data.Dataset):
 
 @pytest.fixture(scope="module")
 def overfit_unclip(tmp_path_factory):
-    """An unCLIP folder whose CLIP (16 px, 30 steps) and decoder (32 px, 400 steps) saw only the
-    four FourScenes images: the decoder given one's z_i should draw it."""
+    """An unCLIP folder whose CLIP (30 steps) and decoder (1000 steps) saw only the four FourScenes
+    images, at 16 px: the decoder given one's z_i should draw it, colour and shape.
+
+    The recipe is the issue-18 one (v-loss unweighted: min-SNR weighting drew shapeless blobs) at
+    the tiny16 U-Net's own side: at 32 px the same U-Net drew 7 of 12 shapes after 1000 steps and
+    no better after 1500 (the circle came out a polygon, the star a scribble), at 16 px 11 to 12."""
     from imagegen.training import trainer as trainer_module
 
     work = tmp_path_factory.mktemp("overfit")
@@ -77,14 +81,13 @@ def overfit_unclip(tmp_path_factory):
             [
                 *common,
                 f"unclip.clip={clip}",
-                "data.resolution=32",
-                "model.image_size=32",
-                "train.max_steps=400",
+                "diffusion.loss_weighting=none",
+                "train.max_steps=1000",
                 "train.lr=2e-3",
                 "train.warmup_steps=20",
                 "train.lr_schedule=constant",
                 "train.ema_max_decay=0.99",
-                "train.checkpoint_every=400",
+                "train.checkpoint_every=1000",
                 "train.sample_every=0",
                 "sample.num_steps=25",
                 "sample.sampler=ddim",
@@ -98,19 +101,24 @@ def overfit_unclip(tmp_path_factory):
         )
         prior = Trainer(prior_cfg).fit()
     folder = assemble_unclip(prior.run_dir, decoder.run_dir, work / "unclip")
-    data = FourScenes(32)
+    data = FourScenes(16)
     return imagegen.load_pipeline(folder, device="cpu"), [data[i] for i in range(len(data))]
 
 
-def test_the_decoder_given_a_renders_z_i_draws_its_colour(overfit_unclip):
+def test_the_decoder_given_a_renders_z_i_draws_its_colour_and_shape(overfit_unclip):
     pipe, items = overfit_unclip
     z_i = pipe.image_embeds(torch.stack([item["image"] for item in items]))  # [4, E]
-    generator = torch.Generator().manual_seed(0)
-    drawn = pipe.decode(z_i, [""] * len(items), generator)  # caption dropped: z_i alone
-    judged = [single_object_accuracy(image, item["spec"]) for image, item in zip(tensor_to_pil(drawn), items)]
-    # colour from z_i alone, every time; shape too needs a longer overfit than a test affords
-    # (400 steps draw coloured blobs; docs/results.md has the trained decoder's shape figures)
-    assert all(color for color, _ in judged), (judged, [item["caption"] for item in items])
+    judged = []
+    for seed in range(3):
+        drawn = pipe.decode(z_i, [""] * len(items), torch.Generator().manual_seed(seed))  # z_i alone
+        judged += [
+            single_object_accuracy(image, item["spec"]) for image, item in zip(tensor_to_pil(drawn), items)
+        ]
+    colours, shapes = sum(color for color, _ in judged), sum(shape for _, shape in judged)
+    # 12 draws (4 scenes x 3 seeds), scored by the Shapes scorer; chance is 1 in 8 for the colour and
+    # 1 in 6 for the shape. Measured: 12 / 12 colours, 11 / 12 shapes (the 400-step 32 px overfit
+    # this replaced drew coloured blobs: 11 / 12 colours, 1 / 12 shapes)
+    assert colours >= 11 and shapes >= 9, judged
 
 
 def test_variations_keep_the_sources_attributes_and_differ_in_pixels(overfit_unclip):
@@ -126,7 +134,7 @@ def test_variations_keep_the_sources_attributes_and_differ_in_pixels(overfit_unc
 def test_interpolation_runs_from_one_end_to_the_other_through_the_slerp_midpoint(overfit_unclip):
     pipe, items = overfit_unclip
     a, b = items[0]["image"], items[1]["image"]
-    strip = pipe.interpolate(a, b, steps=3, seed=4, output_type="pt")  # [3, 3, 32, 32]
+    strip = pipe.interpolate(a, b, steps=3, seed=4, output_type="pt")  # [3, 3, 16, 16]
     z_a, z_b = pipe.image_embeds(a), pipe.image_embeds(b)
     settings = pipe.decoder_settings(sampler="ddim")
     ends = [pipe.decode(z, [""], torch.Generator().manual_seed(4), settings) for z in (z_a, z_b)]
@@ -140,10 +148,10 @@ def test_interpolation_runs_from_one_end_to_the_other_through_the_slerp_midpoint
 @pytest.mark.parametrize(
     ("call", "argument"),
     [
-        (lambda pipe, image: pipe.variations(image.resize((16, 16))), "images"),
+        (lambda pipe, image: pipe.variations(image.resize((20, 20))), "images"),
         (lambda pipe, image: pipe.variations(image.convert("F")), "images"),
-        (lambda pipe, image: pipe.variations(torch.zeros(2, 3, 32, 32) + 3), "images"),
-        (lambda pipe, image: pipe.variations(torch.zeros(2, 1, 32, 32)), "images"),
+        (lambda pipe, image: pipe.variations(torch.zeros(2, 3, 16, 16) + 3), "images"),
+        (lambda pipe, image: pipe.variations(torch.zeros(2, 1, 16, 16)), "images"),
         (lambda pipe, image: pipe.variations([]), "images"),
         (lambda pipe, image: pipe.variations(image, num_images_per_image=0), "num_images_per_image"),
         (lambda pipe, image: pipe.interpolate(image, image, steps=1), "steps"),
