@@ -9,7 +9,8 @@ sampled z_i to the true z_i of the scene's render, to the z_i of an unrelated sc
 caption), and of z_t itself to the true z_i. Decoder: the single-object probe (48 prompts x seeds,
 Shapes scorer, and FD-shapes against as many fresh renders of the same prompts, beside the
 real-vs-real floor) with z_i from the prior, z_t used as z_i, or none (the caption only). Pictures:
-generations, variations of renders, an interpolation strip.
+generations, variations of renders, an interpolation strip, text diffs. Everything is scored at
+the decoder's side (a folder's upsamplers are skipped).
 """
 
 from __future__ import annotations
@@ -82,10 +83,13 @@ def main() -> None:
     result = {"unclip": str(args.unclip), "prior": prior_cosines(pipe, args.scenes), "ablation": {}}
     specs = [spec for _, spec in single_object_prompts()]
     side = pipe.decoder_cfg.model.image_size
+    decoder_only = {"stop_after": "decoder"} if pipe.upsamplers else {}
     scorer = FrechetScorer(get_feature_net("shapes"), render_references(specs, args.seeds, side, seed=11))
     result["fd_floor"] = scorer(render_references(specs, args.seeds, side, seed=12))["fd"]
     for source in SOURCES:
-        probe = evaluate_single_objects(pipe, seeds=range(args.seeds), image_embed_source=source)
+        probe = evaluate_single_objects(
+            pipe, seeds=range(args.seeds), image_embed_source=source, **decoder_only
+        )
         result["ablation"][source] = {k: v for k, v in probe.items() if k not in ("images", "labels")}
         result["ablation"][source]["fd_shapes"] = scorer(probe["images"])["fd"]
         result["ablation"][source]["line"] = describe(probe)
@@ -104,15 +108,28 @@ def main() -> None:
         sources = [data[i] for i in range(4)]
         cells, labels = [], []
         for item in sources:
-            variations = pipe.variations(item["image"], num_images_per_image=4, seed=1)
+            variations = pipe.variations(item["image"], num_images_per_image=4, seed=1, **decoder_only)
             cells += [tensor_to_pil(item["image"][None])[0], *variations]
             labels += [f"source: {item['caption']}", "variation", "variation", "variation", "variation"]
         make_grid(cells, labels, columns=5).save(args.images / "unclip-variations.png")
         strips, ends = [], []
         for a, b in ((sources[0], sources[1]), (sources[2], sources[3])):  # the same renders, in pairs
-            strips += pipe.interpolate(a["image"], b["image"], steps=6, seed=2)
+            strips += pipe.interpolate(a["image"], b["image"], steps=6, seed=2, **decoder_only)
             ends += [a["caption"], "", "", "", "", b["caption"]]
         make_grid(strips, ends, columns=6).save(args.images / "unclip-interpolation.png")
+        edits, notes = [], []
+        colors = list(COLORS)
+        for item in sources:  # each render toward the same caption in the next colour
+            words = item["caption"].split()
+            k = next(i for i, word in enumerate(words) if word in colors)
+            words[k] = colors[(colors.index(words[k]) + 1) % len(colors)]
+            target = " ".join(words)
+            edits += [tensor_to_pil(item["image"][None])[0]]
+            edits += pipe.text_diff(
+                item["image"], target, base_prompt=item["caption"], steps=5, seed=3, **decoder_only
+            )
+            notes += [f"source: {item['caption']}", "0", "", "", "", f"0.5: {target}"]
+        make_grid(edits, notes, columns=6).save(args.images / "unclip-text-diff.png")
     result["seconds"] = round(time.time() - started, 1)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
