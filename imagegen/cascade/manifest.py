@@ -131,8 +131,8 @@ def manifest_from_dict(data: Any, source: str = MANIFEST_FILE) -> Manifest:
     return Manifest(stages=stages, text_encoder=data["text_encoder"])
 
 
-def stage_from_dict(row: Any, index: int, source: str) -> StageEntry:
-    label = f"{source}: stages[{index}]"
+def stage_from_dict(row: Any, index: int, source: str, key: str = "stages") -> StageEntry:
+    label = f"{source}: {key}[{index}]"
     if not isinstance(row, dict):
         raise ValueError(f"{label} must be an object")
     label = f"{label} ({row.get('name', '?')})"

@@ -214,8 +214,8 @@ def read_unclip(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not an unCLIP folder: no {UNCLIP_FILE}")
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"{path}: not an {FORMAT} manifest")
@@ -238,7 +238,7 @@ def upsampler_entries(manifest: dict[str, Any], source: str | Path = UNCLIP_FILE
     rows = manifest.get("upsamplers", [])
     if not isinstance(rows, list):
         raise ValueError(f"{source}: 'upsamplers' must be a list of stage rows")
-    entries = [stage_from_dict(row, i, f"{source}: upsamplers") for i, row in enumerate(rows)]
+    entries = [stage_from_dict(row, i, str(source), key="upsamplers") for i, row in enumerate(rows)]
     if entries and entries[0].lowres_size == 0:
         raise ValueError(f"{source}: upsamplers[0] ({entries[0].name}) is not a super-resolution stage")
     if entries:

@@ -160,6 +160,20 @@ def _options(args: argparse.Namespace) -> dict:
     picked = [flag for flag in ("--variations", "--interpolate", "--text-diff") if unclip_flags[flag]]
     if len(picked) > 1:
         raise ValueError(f"{' / '.join(picked)}: give one of them")
+    if args.lowres_image and is_unclip_folder(args.model):
+        raise ValueError("--lowres-image: an unCLIP folder starts from text or images (--variations)")
+    if picked:
+        ignored = {
+            "--negative-prompt": args.negative_prompt,
+            "--thresholding": args.thresholding,
+            "--truncation": args.truncation,
+            "--prior-guidance-scale": args.prior_guidance_scale,
+            "--image-embed-source": args.image_embed_source,
+            "--num-images": None if args.variations or args.num_images == 1 else args.num_images,
+        }
+        dropped = [flag for flag, value in ignored.items() if value is not None]
+        if dropped:
+            raise ValueError(f"{' / '.join(dropped)}: not used with {picked[0]}; drop it")
     if args.text_diff and len(args.prompts) != 1:
         raise ValueError("--text-diff: give one prompt, the caption to edit the image toward")
     if not args.prompts and not (args.variations or args.interpolate):

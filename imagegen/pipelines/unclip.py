@@ -53,6 +53,7 @@ from imagegen.pipelines.base import (
     sample_batches,
     to_output,
 )
+from imagegen.pipelines.cascade import override_settings
 
 IMAGE_EMBED_SOURCES = ("prior", "text", "none")
 MAX_INTERPOLATION_STEPS = 64
@@ -83,6 +84,7 @@ class UnclipPipeline:
         self.device = resolve_device(device)
         self.prior_cfg: RunConfig = read_saved_config(folder / "prior" / "config.yaml")
         self.decoder_cfg: RunConfig = read_saved_config(folder / "decoder" / "config.yaml")
+        entries = self._checked_upsamplers(folder, manifest)  # before any weights load
         self.clip = FrozenClip(folder / "clip", argument="model")
         self.clip.model.to(self.device)
         # the decoder's caption path is its own text encoder (MiniLM by default, like GLIDE's in
@@ -98,6 +100,11 @@ class UnclipPipeline:
         self._check_widths(folder)
         self.prior_diffusion = factory.build_diffusion(self.prior_cfg.diffusion)
         self.decoder_diffusion = factory.build_diffusion(self.decoder_cfg.diffusion)
+        self.upsamplers = [self._load_upsampler(folder, entry) for entry in entries]
+
+    def _checked_upsamplers(self, folder: Path, manifest: dict[str, Any]) -> list[StageEntry]:
+        """The manifest's upsampler rows, their sampling values checked as a cascade checks its
+        stages' (a folder is untrusted input) and the first taking the decoder's side."""
         entries = upsampler_entries(manifest, folder / "unclip.json")
         side = self.decoder_cfg.model.image_size
         if entries and entries[0].lowres_size != side:
@@ -105,7 +112,13 @@ class UnclipPipeline:
                 f"unCLIP folder {folder}: upsampler {entries[0].name!r} takes {entries[0].lowres_size} px "
                 f"images but the decoder draws {side} px"
             )
-        self.upsamplers = [self._load_upsampler(folder, entry) for entry in entries]
+        where = f"unCLIP folder {folder}: upsamplers"
+        return [
+            dataclasses.replace(
+                entry, sample=override_settings(entry.sample, {}, f"{where}[{i}] ({entry.name})")
+            )
+            for i, entry in enumerate(entries)
+        ]
 
     def _load_upsampler(self, folder: Path, entry: StageEntry) -> Upsampler:
         """An upsampler's U-Net, checked against the manifest and the decoder (ValueError)."""

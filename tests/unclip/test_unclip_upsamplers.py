@@ -116,8 +116,14 @@ def test_variations_and_interpolations_upsample_with_the_null_caption(sr_pipe, m
     assert torch.equal(calls[-1]["tokens"], null)
     # a source at the upsampler's side is taken too (the CLIP resizes it)
     assert len(sr_pipe.variations(images[0], num_images_per_image=1, stop_after="decoder")) == 1
+    calls.clear()
     strip = sr_pipe.interpolate(small, images[0].resize((16, 16)), steps=2, output_type="pt")
-    assert strip.shape == (2, 3, 32, 32)
+    assert strip.shape == (2, 3, 32, 32) and len(calls) == 2
+    assert all(torch.equal(call["tokens"], sr_pipe.encoder.encode([""]).tokens) for call in calls)
+    calls.clear()
+    edit = sr_pipe.text_diff(small, "a blue circle", base_prompt="a red circle", steps=2, output_type="pt")
+    assert edit.shape == (2, 3, 32, 32) and len(calls) == 2
+    assert torch.equal(calls[0]["tokens"], sr_pipe.encoder.encode([""]).tokens)
 
 
 def test_stop_after_names_a_stage(sr_pipe, unclip_folder):
@@ -137,7 +143,7 @@ def test_a_joint_cascade_run_gives_its_super_resolution_stages(parts, sr_runs, t
 @pytest.mark.parametrize(
     "runs, message",
     [
-        (["sr32", "sr32"], r"upsampler: .*sr32"),  # sr32 after sr32: it takes 16 px, 32 px comes
+        (["sr32", "sr32"], r"upsampler: stage names must be unique; repeated: \['sr32'\]"),
         (["base"], r"upsampler: .* holds no super-resolution stage \(only \['base16'\]\)"),
         (["prior"], r"upsampler: .* a 'prior' run is not a diffusion stage"),
         (
@@ -164,6 +170,73 @@ def test_a_folder_with_a_broken_upsampler_fails_to_load_naming_it(sr_folder, tmp
     (wrong / "unclip.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match=r"upsampler 'sr32' takes 8 px images but the decoder draws 16 px"):
         imagegen.load_pipeline(wrong, device="cpu")
+
+
+def _edited(folder: Path, to: Path, edit) -> Path:
+    copy = shutil.copytree(folder, to)
+    manifest = json.loads((copy / "unclip.json").read_text())
+    edit(manifest)
+    (copy / "unclip.json").write_text(json.dumps(manifest))
+    return copy
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: m.update(upsamplers={"sr32": 1}), r"'upsamplers' must be a list"),
+        (lambda m: m.update(upsamplers=["sr32"]), r"upsamplers\[0\] must be an object"),
+        (
+            lambda m: m["upsamplers"][0].pop("aug_level"),
+            r"upsamplers\[0\] \(sr32\): missing keys \['aug_level'\]",
+        ),
+        (lambda m: m["upsamplers"][0].update(name="../sr32"), r"stage name '../sr32' must be a folder name"),
+        (
+            lambda m: m["upsamplers"][0].update(name="decoder"),
+            r"stage names must be unique; repeated: \['decoder'\]",
+        ),
+        (lambda m: m["upsamplers"][0].update(sampler="bogus"), r"upsamplers\[0\] \(sr32\)\.sampler"),
+        (lambda m: m["upsamplers"][0].update(num_steps=0), r"upsamplers\[0\] \(sr32\)\.num_steps"),
+        (lambda m: m["upsamplers"][0].update(aug_level=5), r"upsamplers\[0\] \(sr32\)\.aug_level"),
+    ],
+)
+def test_a_hand_edited_upsampler_row_is_a_clear_error_at_load(
+    sr_folder, tmp_path, monkeypatch, edit, message
+):
+    folder = _edited(sr_folder, tmp_path / "edited", edit)
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("weights loaded before the manifest was checked")
+
+    monkeypatch.setattr(unclip_module.factory, "load_unet", no_weights)
+    monkeypatch.setattr(unclip_module.factory, "load_prior", no_weights)
+    with pytest.raises(ValueError, match=message):
+        unclip_module.UnclipPipeline(folder, device="cpu")
+
+
+def test_the_cli_refuses_flags_an_unclip_call_would_drop(sr_folder, tmp_path, capsys):
+    from imagegen.cli.generate import main as generate_main
+
+    source = tmp_path / "red.png"
+    Image.new("RGB", (16, 16), (255, 0, 0)).save(source)
+    cases = [
+        (["a red circle", "--lowres-image", str(source)], "--lowres-image"),
+        (
+            ["--variations", str(source), "--negative-prompt", "blue"],
+            "--negative-prompt: not used with --variations",
+        ),
+        (
+            ["--interpolate", str(source), str(source), "--num-images", "3"],
+            "--num-images: not used with --interpolate",
+        ),
+        (
+            ["a", "--text-diff", str(source), "b", "--image-embed-source", "text"],
+            "--image-embed-source: not used",
+        ),
+    ]
+    for argv, message in cases:
+        assert generate_main([*argv, "--model", str(sr_folder)]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (argv, err)
 
 
 def test_the_cli_assembles_upsamplers_and_generate_stops_after_the_decoder(parts, sr_runs, tmp_path, capsys):
