@@ -34,7 +34,6 @@ from imagegen.cascade.manifest import CONFIG_FILE, MODEL_DIR, StageEntry
 from imagegen.cascade.unclip import UPSAMPLER_DIR, clip_fingerprint, read_unclip, upsampler_entries
 from imagegen.clip import FrozenClip
 from imagegen.config import RunConfig, SampleConfig, read_saved_config
-from imagegen.data.transforms import SUPPORTED_MODES, pil_to_tensor, to_rgb
 from imagegen.diffusion import NonFiniteOutputError, sample_stage
 from imagegen.diffusion.embeddings import prior_condition, sample_decoder, sample_image_embeds, slerp
 from imagegen.pipelines.base import (
@@ -54,6 +53,7 @@ from imagegen.pipelines.base import (
     to_output,
 )
 from imagegen.pipelines.cascade import override_settings
+from imagegen.pipelines.unclip_images import check_source_images
 
 IMAGE_EMBED_SOURCES = ("prior", "text", "none")
 MAX_INTERPOLATION_STEPS = 64
@@ -490,44 +490,4 @@ class UnclipPipeline:
         or a float tensor [3, S, S] / [N, 3, S, S] in [-1, 1]. ValueError naming `name` otherwise.
         """
         sides = sorted({self.decoder_cfg.model.image_size, *(u.entry.resolution for u in self.upsamplers)})
-        allowed = " or ".join(f"{side}x{side}" for side in sides)
-        if isinstance(images, Image.Image):
-            images = [images]
-        if isinstance(images, (list, tuple)) and images and all(isinstance(i, Image.Image) for i in images):
-            for image in images:
-                if image.mode not in SUPPORTED_MODES:
-                    raise ValueError(
-                        f"{name}: image mode {image.mode!r} is not supported; allowed: "
-                        + ", ".join(sorted(SUPPORTED_MODES))
-                    )
-                if image.size[0] != image.size[1] or image.size[0] not in sides:
-                    raise ValueError(
-                        f"{name}: an image is {image.size[0]}x{image.size[1]} px; this unCLIP draws and "
-                        f"embeds {allowed} images (resize or crop it first)"
-                    )
-            if len({image.size for image in images}) > 1:
-                raise ValueError(f"{name}: the images differ in size; give images of one size")
-            return torch.stack([pil_to_tensor(to_rgb(image)) for image in images])
-        if isinstance(images, torch.Tensor):
-            tensor = images[None] if images.ndim == 3 else images
-            if (
-                tensor.ndim != 4
-                or tensor.shape[1] != 3
-                or tensor.shape[2] != tensor.shape[3]
-                or tensor.shape[3] not in sides
-                or not tensor.is_floating_point()
-            ):
-                side = sides[0]
-                raise ValueError(
-                    f"{name}: a float tensor [3, S, S] or [N, 3, S, S] in [-1, 1] with S in {sides} (e.g. "
-                    f"[N, 3, {side}, {side}]) expected; got {tensor.dtype} of shape {tuple(images.shape)}"
-                )
-            if not len(tensor):
-                raise ValueError(f"{name}: no images given")
-            low, high = float(tensor.min()), float(tensor.max())
-            if not (-1.001 <= low and high <= 1.001):
-                raise ValueError(f"{name}: tensor values must be in [-1, 1]; got [{low:.3g}, {high:.3g}]")
-            return tensor.detach().float().cpu()
-        raise ValueError(
-            f"{name}: expected a PIL image, a non-empty list of them, or a tensor; got {images!r:.100}"
-        )
+        return check_source_images(images, name, sides)
