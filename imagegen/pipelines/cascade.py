@@ -102,6 +102,15 @@ class LoadedStage:
     diffusion: Any
 
 
+def load_stage(stage_dir: Path, entry: StageEntry, device: torch.device) -> LoadedStage:
+    """A stage folder (config.yaml, model/) as a cascade or an unCLIP folder keeps it: its EMA
+    U-Net on `device`, checked against its config's prediction, and its diffusion."""
+    cfg = read_saved_config(stage_dir / "config.yaml")
+    model = factory.load_unet(stage_dir / MODEL_DIR, device)
+    factory.check_prediction(model, cfg.diffusion, stage_dir / MODEL_DIR)
+    return LoadedStage(entry, cfg, model, factory.build_diffusion(cfg.diffusion))
+
+
 class CascadePipeline:
     """Every stage of a cascade folder (see `imagegen.cascade.manifest`), loaded once."""
 
@@ -126,16 +135,14 @@ class CascadePipeline:
         return self.manifest.stage_names()
 
     def _load_stage(self, entry: StageEntry) -> LoadedStage:
-        stage_dir = self.folder / entry.name
-        cfg = read_saved_config(stage_dir / "config.yaml")
-        model = factory.load_unet(stage_dir / MODEL_DIR, self.device)
-        factory.check_prediction(model, cfg.diffusion, stage_dir / MODEL_DIR)
+        stage = load_stage(self.folder / entry.name, entry, self.device)
+        model = stage.model
         if model.config.lowres_cond != entry.is_superres:
             raise ValueError(
                 f"cascade {self.folder}: stage {entry.name!r} has lowres_size {entry.lowres_size} in the "
                 f"manifest but its model has lowres_cond={model.config.lowres_cond}"
             )
-        return LoadedStage(entry, cfg, model, factory.build_diffusion(cfg.diffusion))
+        return stage
 
     # -- arguments --------------------------------------------------------------------------
 

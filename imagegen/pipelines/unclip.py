@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 from imagegen import factory
-from imagegen.cascade.manifest import CONFIG_FILE, MODEL_DIR, StageEntry
+from imagegen.cascade.manifest import StageEntry
 from imagegen.cascade.unclip import UPSAMPLER_DIR, clip_fingerprint, read_unclip, upsampler_entries
 from imagegen.clip import FrozenClip
 from imagegen.config import RunConfig, SampleConfig, read_saved_config
@@ -52,21 +52,12 @@ from imagegen.pipelines.base import (
     sample_batches,
     to_output,
 )
-from imagegen.pipelines.cascade import override_settings
+from imagegen.pipelines.cascade import LoadedStage, load_stage, override_settings
 from imagegen.pipelines.unclip_images import check_source_images
 
 IMAGE_EMBED_SOURCES = ("prior", "text", "none")
 MAX_INTERPOLATION_STEPS = 64
 TEXT_KEYS = ("encoder", "name_or_path", "max_length")  # what an upsampler must share with the decoder
-
-
-@dataclasses.dataclass
-class Upsampler:
-    """One super-resolution stage of an unCLIP folder, loaded."""
-
-    entry: StageEntry
-    model: torch.nn.Module
-    diffusion: Any
 
 
 class UnclipPipeline:
@@ -120,12 +111,10 @@ class UnclipPipeline:
             for i, entry in enumerate(entries)
         ]
 
-    def _load_upsampler(self, folder: Path, entry: StageEntry) -> Upsampler:
+    def _load_upsampler(self, folder: Path, entry: StageEntry) -> LoadedStage:
         """An upsampler's U-Net, checked against the manifest and the decoder (ValueError)."""
-        stage_dir = folder / UPSAMPLER_DIR / entry.name
-        cfg = read_saved_config(stage_dir / CONFIG_FILE)
-        model = factory.load_unet(stage_dir / MODEL_DIR, self.device)
-        factory.check_prediction(model, cfg.diffusion, stage_dir / MODEL_DIR)
+        stage = load_stage(folder / UPSAMPLER_DIR / entry.name, entry, self.device)
+        cfg, model = stage.cfg, stage.model
         where = f"unCLIP folder {folder}: upsampler {entry.name!r}"
         if not model.config.lowres_cond or int(model.config.image_size) != entry.resolution:
             raise ValueError(
@@ -139,7 +128,7 @@ class UnclipPipeline:
                 f"{where} reads captions with another text encoder than the decoder's (differing: "
                 f"{', '.join(f'text.{k}' for k in differing)})"
             )
-        return Upsampler(entry, model, factory.build_diffusion(cfg.diffusion))
+        return stage
 
     def _check_widths(self, folder: Path) -> None:
         """The CLIP's embedding width must be the prior's and the decoder's (ValueError naming both)."""
@@ -162,7 +151,7 @@ class UnclipPipeline:
         """ "decoder", then each upsampler's name, lowest resolution first."""
         return ["decoder", *(upsampler.entry.name for upsampler in self.upsamplers)]
 
-    def upsamplers_until(self, stop_after: str | None) -> list[Upsampler]:
+    def upsamplers_until(self, stop_after: str | None) -> list[LoadedStage]:
         """The upsamplers to run when stopping after `stop_after` (None: all of them)."""
         if stop_after is None:
             return list(self.upsamplers)
@@ -175,7 +164,7 @@ class UnclipPipeline:
         self,
         images: torch.Tensor,
         prompts: list[str],
-        upsamplers: list[Upsampler],
+        upsamplers: list[LoadedStage],
         generators: list[torch.Generator],
         negatives: list[str] | None = None,
     ) -> torch.Tensor:
@@ -203,7 +192,7 @@ class UnclipPipeline:
                 ) from None
         return images
 
-    def upsampler_generators(self, seed: int | None, upsamplers: list[Upsampler]) -> list[torch.Generator]:
+    def upsampler_generators(self, seed: int | None, upsamplers: list[LoadedStage]) -> list[torch.Generator]:
         """Upsampler i samples from its own generator, seeded seed + 1 + i (random for seed None)."""
         base = seed if seed is not None else int(torch.randint(0, 2**62, ()).item())
         return [make_generator((base + 1 + i) % 2**63, self.device) for i in range(len(upsamplers))]
@@ -422,14 +411,9 @@ class UnclipPipeline:
         z_b = self.image_embeds(image_b, "image_b")
         if len(z_a) != 1 or len(z_b) != 1:
             raise ValueError(f"image_a, image_b: one image each; got {len(z_a)} and {len(z_b)}")
-        frames = []
-        for k in range(steps):
-            z = slerp(z_a, z_b, k / (steps - 1))  # [1, E]
-            drawn = self.decode(z, [prompt], make_generator(seed, self.device), settings)
-            frames.append(
-                self.upsample(drawn, [prompt], upsamplers, self.upsampler_generators(seed, upsamplers))
-            )
-        return to_output(torch.cat(frames), output_type)
+        weights = [k / (steps - 1) for k in range(steps)]
+        frames = self._slerp_frames(z_a, z_b, weights, prompt, seed, settings, upsamplers)
+        return to_output(frames, output_type)
 
     @torch.no_grad()
     def text_diff(
@@ -475,12 +459,31 @@ class UnclipPipeline:
                 "a text diff needs two captions that differ"
             )
         z_d = torch.nn.functional.normalize(change, dim=-1)
+        weights = [max_weight * k / (steps - 1) for k in range(steps)]
+        frames = self._slerp_frames(z_i, z_d, weights, "", seed, settings, upsamplers)
+        return to_output(frames, output_type)
+
+    def _slerp_frames(
+        self,
+        start: torch.Tensor,
+        end: torch.Tensor,
+        weights: list[float],
+        prompt: str,
+        seed: int,
+        settings: SampleConfig,
+        upsamplers: list[LoadedStage],
+    ) -> torch.Tensor:
+        """One frame per weight: slerp(start, end, weight) [1, E] decoded with `prompt`, every
+        frame from the same seed (decoder and upsamplers alike) -> [len(weights), 3, R, R]."""
         frames = []
-        for k in range(steps):
-            z = slerp(z_i, z_d, max_weight * k / (steps - 1))  # [1, E]
-            drawn = self.decode(z, [""], make_generator(seed, self.device), settings)
-            frames.append(self.upsample(drawn, [""], upsamplers, self.upsampler_generators(seed, upsamplers)))
-        return to_output(torch.cat(frames), output_type)
+        for weight in weights:
+            drawn = self.decode(
+                slerp(start, end, weight), [prompt], make_generator(seed, self.device), settings
+            )
+            frames.append(
+                self.upsample(drawn, [prompt], upsamplers, self.upsampler_generators(seed, upsamplers))
+            )
+        return torch.cat(frames)
 
     def source_images(self, images: Any, name: str) -> torch.Tensor:
         """Checked images -> float32 [N, 3, S, S] in [-1, 1] on the CPU, S a side this unCLIP
